@@ -1,0 +1,54 @@
+# opendove.mailserver: `make demo` runs a mail server in a local container; `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+SCENARIOS ?= default
+
+.PHONY: help venv engine images lint unit molecule test demo demo-clean clean
+
+help:
+	@echo "make demo   - a mail server for the example inventory in a local container (mx1.example.test)"
+	@echo "make test   - lint, unit tests and every Molecule scenario that can run here"
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+engine:
+	scripts/docker-engine.sh
+
+images: engine
+	scripts/debian-image.sh trixie
+	scripts/debian-image.sh bookworm
+
+lint: venv
+	ansible-lint --profile production
+
+unit: venv
+	pytest -q tests/unit
+
+molecule: venv images
+	@for scenario in $(SCENARIOS); do \
+	  echo "== molecule test -s $$scenario"; \
+	  time molecule test -s $$scenario || exit 1; \
+	done
+
+test: lint unit molecule
+
+demo: venv engine
+	scripts/debian-image.sh trixie
+	scripts/demo.sh
+
+demo-clean:
+	-docker rm -f mx1.example.test
+	rm -rf demo/.state
+
+clean: demo-clean
+	rm -rf $(VENV) .cache

@@ -1,0 +1,99 @@
+"""Fixtures and helpers for the verify step: real SMTP and IMAP sessions from the test runner to each
+mail host's own address, TLS verified against the scenario's test CA."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import smtplib
+import ssl
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+DELIVERY_TIMEOUT = 30  # seconds to wait for a message to show up in a mailbox
+
+
+@pytest.fixture(scope="module")
+def host_vars(host):
+    """The host's inventory variables (the scenario's site model and test-only values)."""
+    return host.ansible.get_variables()
+
+
+def host_address(host) -> str:
+    """The host's IPv4 address on the scenario's Docker network."""
+    return next(a for a in host.interface("eth0").addresses if ":" not in a)
+
+
+@pytest.fixture(scope="module")
+def address(host):
+    return host_address(host)
+
+
+@pytest.fixture(scope="session")
+def tls():
+    """A client TLS context that trusts only the scenario's test CA (hostname checked against the IP SAN)."""
+    ca = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki" / "ca.pem"
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def pinned_tls(version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A client context that speaks exactly this TLS version, its own security level lowered so that a
+    refusal of an old version comes from the server, not from the client's defaults."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version = version
+    context.maximum_version = version
+    return context
+
+
+def new_message(sender: str, recipient: str) -> EmailMessage:
+    """A message with a unique subject, to find it again over IMAP."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = f"opendove test {uuid.uuid4()}"
+    msg["Message-ID"] = f"<{uuid.uuid4()}@opendove.test>"
+    msg.set_content("A test message from the opendove.mailserver verify step.\n")
+    return msg
+
+
+def submit(address: str, port: int, tls: ssl.SSLContext, login: str, password: str, msg: EmailMessage,
+           recipients: list[str] | None = None) -> None:
+    """Authenticated submission: implicit TLS on 465, STARTTLS otherwise."""
+    if port == 465:
+        client = smtplib.SMTP_SSL(address, port, context=tls, timeout=20)
+    else:
+        client = smtplib.SMTP(address, port, timeout=20)
+        client.starttls(context=tls)
+    with client:
+        client.login(login, password)
+        client.send_message(msg, to_addrs=recipients)
+
+
+def deliver_inbound(address: str, msg: EmailMessage, recipients: list[str]) -> None:
+    """Unauthenticated delivery on port 25, as another MTA would."""
+    with smtplib.SMTP(address, 25, timeout=20) as client:
+        client.send_message(msg, to_addrs=recipients)
+
+
+def fetch(address: str, tls: ssl.SSLContext, login: str, password: str, subject: str) -> bytes:
+    """The raw message with this subject from the account's INBOX over IMAPS, waiting for delivery."""
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while True:
+        with imaplib.IMAP4_SSL(address, 993, ssl_context=tls, timeout=20) as imap:
+            imap.login(login, password)
+            imap.select("INBOX", readonly=True)
+            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+            numbers = found[0].split()
+            if numbers:
+                _, data = imap.fetch(numbers[-1], "(RFC822)")
+                return data[0][1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no message {subject!r} in {login}'s INBOX after {DELIVERY_TIMEOUT} s")
+        time.sleep(0.5)

@@ -1,0 +1,98 @@
+"""The playbook as users run it: --check on a converged host changes nothing, and a multi-domain rollout
+(a third domain and its account added to the inventory) works without touching the other domains."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+from conftest import deliver_inbound, fetch, host_address, new_message, submit
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def run_site(*args: str) -> dict[str, tuple[int, int, int]]:
+    """Run playbooks/site.yml against the scenario's hosts; (changed, unreachable, failed) per host."""
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / "site.yml"), *args],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(result.stdout)}
+    assert recap, result.stdout[-2000:]
+    return recap
+
+
+def mail_hosts():
+    return testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))
+
+
+def message_files(host) -> set[str]:
+    """Every stored message, as <mailbox path>/<unique name> (flags stripped: they may change)."""
+    out = host.check_output("find /home/vmail -path '*/Maildir/*' -type f \\( -path '*/new/*' -o -path '*/cur/*' \\)")
+    return {line.split(":2,")[0].replace("/new/", "/").replace("/cur/", "/") for line in out.splitlines()}
+
+
+def main_pids(host) -> dict[str, str]:
+    return {s: host.check_output(f"systemctl show -p MainPID --value {s}") for s in ("opensmtpd", "dovecot")}
+
+
+def test_check_mode_on_converged_hosts_reports_no_change():
+    recap = run_site("--check", "--diff")
+    assert all(counts == (0, 0, 0) for counts in recap.values()), recap
+
+
+@pytest.fixture(scope="module")
+def rollout(tls):
+    """Store a message on every host, record messages and daemon PIDs, then re-run site.yml with a third
+    domain and its account added to the inventory."""
+    hosts = mail_hosts()
+    variables = hosts[0].ansible.get_variables()
+    rollout_vars = variables["test_rollout"]
+    before = {}
+    for h in hosts:
+        address = host_address(h)
+        msg = new_message("someone@elsewhere.test", "alice@one.test")
+        deliver_inbound(address, msg, ["alice@one.test"])
+        fetch(address, tls, "alice@one.test", variables["test_passwords"]["alice@one.test"], msg["Subject"])
+        before[h.backend.host] = {"messages": message_files(h), "pids": main_pids(h)}
+    extra = {
+        "mail_domains": variables["mail_domains"] + [{"name": rollout_vars["domain"], "catchall": False}],
+        "mail_accounts": variables["mail_accounts"]
+        + [{"address": rollout_vars["address"], "password_hash": rollout_vars["password_hash"]}],
+    }
+    extra_file = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-vars.json"
+    extra_file.write_text(json.dumps(extra))
+    recap = run_site("-e", f"@{extra_file}")
+    return {"before": before, "recap": recap, "new": rollout_vars}
+
+
+def test_rollout_converges_everywhere(rollout):
+    assert all(unreachable == failed == 0 for _, unreachable, failed in rollout["recap"].values())
+
+
+def test_rollout_restarts_no_daemon(host, rollout):
+    assert main_pids(host) == rollout["before"][host.backend.host]["pids"]
+
+
+def test_rollout_keeps_every_stored_message(host, rollout):
+    before = rollout["before"][host.backend.host]["messages"]
+    assert before
+    assert before <= message_files(host)
+
+
+def test_rollout_new_domain_receives_and_sends(host_vars, address, tls, rollout):
+    new = rollout["new"]
+    inbound = new_message("someone@elsewhere.test", new["address"])
+    deliver_inbound(address, inbound, [new["address"]])
+    assert fetch(address, tls, new["address"], new["password"], inbound["Subject"])
+    outbound = new_message(new["address"], "alice@one.test")
+    submit(address, 587, tls, new["address"], new["password"], outbound)
+    assert fetch(address, tls, "alice@one.test", host_vars["test_passwords"]["alice@one.test"], outbound["Subject"])

@@ -1,0 +1,54 @@
+"""Daemons run, listen where they should, and secrets have the right owners and modes."""
+
+import pytest
+
+
+@pytest.mark.parametrize("service", ["opensmtpd", "dovecot"])
+def test_daemon_is_active_and_enabled(host, service):
+    assert host.service(service).is_running
+    assert host.service(service).is_enabled
+
+
+@pytest.mark.parametrize("port", [25, 465, 587, 143, 993])
+def test_mail_port_listens(host, port):
+    assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+
+
+@pytest.mark.parametrize(
+    "path, owner, group, mode",
+    [
+        ("/etc/smtpd/srs.conf", "root", "root", 0o600),
+        ("/etc/smtpd/credentials", "root", "opensmtpd", 0o640),
+        ("/etc/smtpd/sender_addresses", "root", "opensmtpd", 0o640),
+        ("/etc/smtpd/virtuals", "root", "opensmtpd", 0o640),
+        ("/etc/dovecot/users", "root", "dovecot", 0o640),
+        ("/etc/ssl/private/mail.key", "root", "root", 0o600),
+        ("/home/vmail", "vmail", "vmail", 0o750),
+    ],
+)
+def test_secret_file_owner_and_mode(host, path, owner, group, mode):
+    f = host.file(path)
+    assert f.exists
+    assert (f.user, f.group, f.mode) == (owner, group, mode)
+
+
+def test_srs_key_is_generated_and_long(host):
+    content = host.file("/etc/smtpd/srs.conf").content_string
+    key = content.split("srs key ", 1)[1].split()[0]
+    assert len(key) >= 32
+
+
+def test_lmtp_socket_is_reachable_by_opensmtpd_only(host):
+    socket = host.file("/run/dovecot/lmtp")
+    assert socket.is_socket
+    assert (socket.user, socket.group, socket.mode) == ("vmail", "opensmtpd", 0o660)
+
+
+def test_opensmtpd_config_is_valid(host):
+    assert host.run("smtpd -n -f /etc/smtpd.conf").rc == 0
+
+
+def test_dovecot_template_matches_installed_series(host):
+    version = host.run("dovecot --version").stdout
+    config = host.file("/etc/dovecot/dovecot.conf").content_string
+    assert ("dovecot_config_version" in config) == version.startswith("2.4")

@@ -1,0 +1,44 @@
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Jinja filters over the site model; the logic lives in module_utils/_site_model.py."""
+
+from __future__ import annotations
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._site_model import (
+    credential_table,
+    sender_table,
+    validate_site,
+    virtual_table,
+)
+
+
+def mail_site_errors(hostname, domains, accounts, aliases, tls_certificate, tls_private_key):
+    """Every problem of the site model as a list of messages; empty when it is sound."""
+    return validate_site(hostname, domains, accounts, aliases, tls_certificate, tls_private_key)
+
+
+def mail_virtual_table(domains, accounts, aliases, vmail_user):
+    """Rows [key, value] of OpenSMTPD's virtual table: mailboxes, aliases and catch-alls."""
+    return [list(row) for row in virtual_table(domains, accounts, aliases, vmail_user)]
+
+
+def mail_credential_table(accounts):
+    """Rows [login, crypt hash] of OpenSMTPD's credentials table."""
+    return [list(row) for row in credential_table(accounts)]
+
+
+def mail_sender_table(accounts, aliases):
+    """Rows [login, [addresses]] of OpenSMTPD's senders table."""
+    return [[login, allowed] for login, allowed in sender_table(accounts, aliases)]
+
+
+class FilterModule:
+    """opendove.mailserver site model filters."""
+
+    def filters(self):
+        return {
+            "mail_site_errors": mail_site_errors,
+            "mail_virtual_table": mail_virtual_table,
+            "mail_credential_table": mail_credential_table,
+            "mail_sender_table": mail_sender_table,
+        }

@@ -1,0 +1,243 @@
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The site model shared by every role: validation and the tables derived from it.
+
+Plain Python, no Ansible imports: the filters in plugins/filter/mail_site.py wrap these functions
+and tests/unit exercises them directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# RFC 5322 dot-atom local part: what a mailbox name in a virtual table can safely be.
+_LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_B64 = "[./0-9A-Za-z]"
+# Crypt strings both OpenSMTPD (crypt(3), libxcrypt) and Dovecot (scheme CRYPT) accept, and that are strong.
+_STRONG_HASHES = {
+    "SHA512-crypt": re.compile(rf"^\$6\$(rounds=[0-9]+\$)?{_B64}{{1,16}}\${_B64}{{86}}$"),
+    "yescrypt": re.compile(rf"^\$y\${_B64}+\${_B64}+\${_B64}{{43}}$"),
+    "bcrypt": re.compile(rf"^\$2[by]\$[0-9]{{2}}\${_B64}{{53}}$"),
+}
+_WEAK_CRYPT_PREFIXES = {"$1$": "MD5-crypt", "$5$": "SHA256-crypt", "$2a$": "bcrypt $2a$ (buggy variant)"}
+
+
+class SiteModelError(ValueError):
+    """The site model is inconsistent; the message names the variable and the entry."""
+
+
+def is_hostname(name: object) -> bool:
+    """True for a lower-case fully qualified DNS name of at least two labels."""
+    if not isinstance(name, str) or len(name) > 253 or name != name.lower():
+        return False
+    labels = name.split(".")
+    return len(labels) >= 2 and all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def split_address(address: object) -> tuple[str, str] | None:
+    """(local part, domain) of a valid lower-case address, else None."""
+    if not isinstance(address, str) or address.count("@") != 1 or len(address) > 254:
+        return None
+    local, domain = address.split("@")
+    if len(local) > 64 or not _LOCAL_PART.match(local) or not is_hostname(domain):
+        return None
+    return local, domain
+
+
+def hash_scheme(value: object) -> str | None:
+    """Name of the strong crypt scheme of value, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    for scheme, pattern in _STRONG_HASHES.items():
+        if pattern.match(value):
+            return scheme
+    return None
+
+
+def _hash_problem(value: object) -> str:
+    """Why value is not an acceptable password hash (never quoting the value: it may be a clear password)."""
+    if not isinstance(value, str) or not value:
+        return "is missing or empty"
+    if value.startswith("{"):
+        return ("has a {SCHEME} prefix: give the bare crypt string (OpenSMTPD answers 535 to prefixed hashes; "
+                "Dovecot's default scheme is CRYPT)")
+    for prefix, name in _WEAK_CRYPT_PREFIXES.items():
+        if value.startswith(prefix):
+            return f"is a {name} hash: use SHA512-crypt ($6$), yescrypt ($y$) or bcrypt ($2b$/$2y$)"
+    if value.startswith("$"):
+        return "is not a well-formed SHA512-crypt ($6$), yescrypt ($y$) or bcrypt ($2b$/$2y$) hash"
+    return ("is not a crypt hash (clear text?): store only hashes, e.g. "
+            "\"{{ 'secret' | ansible.builtin.password_hash('sha512') }}\" kept in a vault")
+
+
+def _as_targets(value: object) -> list[object]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def validate_site(
+    hostname: object,
+    domains: object,
+    accounts: object,
+    aliases: object,
+    tls_certificate: object,
+    tls_private_key: object,
+) -> list[str]:
+    """Every problem of the site model, as messages naming the variable and the entry; [] when sound."""
+    errors: list[str] = []
+    if not is_hostname(hostname):
+        errors.append(f"mail_hostname: {hostname!r} is not a lower-case fully qualified host name")
+    for var, path in (("mail_tls_certificate", tls_certificate), ("mail_tls_private_key", tls_private_key)):
+        if not isinstance(path, str) or not path.startswith("/"):
+            errors.append(f"{var}: {path!r} is not an absolute path")
+
+    domain_names: list[str] = []
+    catchalls: list[tuple[int, str, object]] = []
+    if not isinstance(domains, list) or not domains:
+        errors.append("mail_domains: must be a non-empty list of domain entries")
+        domains = []
+    for index, entry in enumerate(domains):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        where = f"mail_domains[{index}]"
+        if not is_hostname(name):
+            errors.append(f"{where}: name {name!r} is not a lower-case domain name")
+            continue
+        if name in domain_names:
+            errors.append(f"{where} ({name}): the domain is listed twice")
+        domain_names.append(name)
+        catchall = entry.get("catchall", False)
+        if catchall is not False:
+            catchalls.append((index, name, catchall))
+
+    addresses: set[str] = set()
+    if not isinstance(accounts, list):
+        errors.append("mail_accounts: must be a list of {address, password_hash} entries")
+        accounts = []
+    for index, entry in enumerate(accounts):
+        address = entry.get("address") if isinstance(entry, Mapping) else None
+        where = f"mail_accounts[{index}]"
+        parts = split_address(address)
+        if parts is None:
+            errors.append(f"{where}: address {address!r} is not a lower-case mail address")
+            continue
+        where = f"{where} ({address})"
+        if parts[1] not in domain_names:
+            errors.append(f"{where}: domain {parts[1]} is not in mail_domains")
+        if address in addresses:
+            errors.append(f"{where}: the account is listed twice")
+        addresses.add(address)
+        if hash_scheme(entry.get("password_hash")) is None:
+            errors.append(f"{where}: password_hash {_hash_problem(entry.get('password_hash'))}")
+
+    if not isinstance(aliases, Mapping):
+        errors.append("mail_aliases: must be a mapping of address to a list of target addresses")
+        aliases = {}
+    for alias, targets in aliases.items():
+        where = f"mail_aliases[{alias!r}]"
+        parts = split_address(alias)
+        if parts is None:
+            errors.append(f"{where}: {alias!r} is not a lower-case mail address")
+            continue
+        if parts[1] not in domain_names:
+            errors.append(f"{where}: domain {parts[1]} is not in mail_domains")
+        if alias in addresses:
+            errors.append(f"{where}: the address is also an account; an address is either a mailbox or an alias")
+        target_list = _as_targets(targets)
+        if not target_list:
+            errors.append(f"{where}: has no target")
+        for target in target_list:
+            errors.extend(_target_errors(where, target, domain_names, addresses, aliases))
+    errors.extend(_alias_loop_errors(aliases))
+
+    for index, name, catchall in catchalls:
+        if not isinstance(catchall, str):
+            errors.append(f"mail_domains[{index}] ({name}).catchall: must be false or the address that receives "
+                          "mail for unknown users of the domain")
+            continue
+        errors.extend(_target_errors(f"mail_domains[{index}] ({name}).catchall", catchall, domain_names,
+                                     addresses, aliases))
+    return errors
+
+
+def _target_errors(where: str, target: object, domain_names: list[str], addresses: set[str],
+                   aliases: Mapping) -> list[str]:
+    parts = split_address(target)
+    if parts is None:
+        return [f"{where}: target {target!r} is not a lower-case mail address"]
+    if parts[1] in domain_names and target not in addresses and target not in aliases:
+        return [f"{where}: target {target} is in a local domain but is neither an account nor an alias"]
+    return []
+
+
+def _alias_loop_errors(aliases: Mapping) -> list[str]:
+    """One message per alias cycle, found by depth-first search over alias-to-alias edges."""
+    edges = {alias: [t for t in _as_targets(targets) if t in aliases] for alias, targets in aliases.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    errors: list[str] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in edges[node]:
+            if state.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                errors.append(f"mail_aliases: alias loop {' -> '.join(cycle)}")
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for alias in edges:
+        if alias not in state:
+            visit(alias, [alias])
+    return errors
+
+
+def check_site(*args: object) -> None:
+    """Raise SiteModelError with every problem, one per line."""
+    errors = validate_site(*args)
+    if errors:
+        raise SiteModelError("\n".join(errors))
+
+
+def virtual_table(domains: Iterable[Mapping], accounts: Iterable[Mapping], aliases: Mapping,
+                  vmail_user: str) -> list[tuple[str, str]]:
+    """OpenSMTPD virtual table rows: mailbox -> the vmail system user, alias -> targets, @domain -> catch-all.
+
+    A self-map (address -> same address) makes OpenSMTPD answer 524, so mailboxes map to the system user.
+    """
+    rows = [(entry["address"], vmail_user) for entry in accounts]
+    rows += [(alias, ", ".join(_as_targets(targets))) for alias, targets in aliases.items()]
+    rows += [(f"@{entry['name']}", entry["catchall"]) for entry in domains
+             if entry.get("catchall", False) is not False]
+    return sorted(rows)
+
+
+def credential_table(accounts: Iterable[Mapping]) -> list[tuple[str, str]]:
+    """OpenSMTPD credentials table rows: login -> crypt hash (the same hashes Dovecot checks)."""
+    return sorted((entry["address"], entry["password_hash"]) for entry in accounts)
+
+
+def sender_table(accounts: Iterable[Mapping], aliases: Mapping) -> list[tuple[str, list[str]]]:
+    """OpenSMTPD senders table rows: login -> the addresses it may use as envelope sender.
+
+    A user may send as their own address and as every alias that delivers to them, directly or through
+    other aliases; catch-alls grant nothing.
+    """
+    rows = []
+    for entry in accounts:
+        login = entry["address"]
+        allowed = {login} | {alias for alias in aliases if login in _expand(alias, aliases, set())}
+        rows.append((login, sorted(allowed)))
+    return sorted(rows)
+
+
+def _expand(address: str, aliases: Mapping, seen: set[str]) -> set[str]:
+    """Final recipients of an alias (loop-safe: a loop is a validation error, never a hang here)."""
+    if address not in aliases:
+        return {address}
+    if address in seen:
+        return set()
+    result: set[str] = set()
+    for target in _as_targets(aliases[address]):
+        result |= _expand(target, aliases, seen | {address})
+    return result

@@ -1,0 +1,230 @@
+"""Unit tests of the site model: every validator and every table builder."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from ansible_collections.opendove.mailserver.plugins.module_utils import _site_model as site
+
+SHA512 = "$6$M89SwZdOBVCxPkgO$1oFVYkzc3vttm45JdFht7gMT16SI6bnSZObF572mPis2.rn/ePa4.YG4uMt8QEhGzZijwrGLvXWLjOkyx35Vs/"
+BCRYPT = "$2b$10$zDJOug6MTi1.wF8d44W/su481ZiRF6ALG6iamMc1rowAkX2OQvSye"
+YESCRYPT = "$y$j9T$IRldVpXk6c34T8HuJ/Nfd/$EvalW3i7k6G5r6.WsbvhR8dMCJIlu7Eh1RERRSRvPk2"
+
+SITE = {
+    "hostname": "mx1.example.test",
+    "domains": [{"name": "example.test", "catchall": False}, {"name": "example.org", "catchall": "info@example.org"}],
+    "accounts": [
+        {"address": "alice@example.test", "password_hash": SHA512},
+        {"address": "bob@example.org", "password_hash": BCRYPT},
+    ],
+    "aliases": {
+        "postmaster@example.test": ["alice@example.test"],
+        "abuse@example.test": ["postmaster@example.test"],
+        "info@example.org": ["bob@example.org", "friend@elsewhere.test"],
+    },
+    "tls_certificate": "/etc/ssl/certs/mx1.pem",
+    "tls_private_key": "/etc/ssl/private/mx1.key",
+}
+
+
+def errors_of(**changes):
+    model = copy.deepcopy(SITE)
+    model.update(changes)
+    return site.validate_site(model["hostname"], model["domains"], model["accounts"], model["aliases"],
+                              model["tls_certificate"], model["tls_private_key"])
+
+
+def test_sound_site_has_no_errors():
+    assert errors_of() == []
+
+
+@pytest.mark.parametrize("name, valid", [
+    ("mx1.example.test", True),
+    ("a-b.example", True),
+    ("example", False),
+    ("Example.test", False),
+    ("-bad.example.test", False),
+    ("bad-.example.test", False),
+    ("under_score.test", False),
+    ("a..b.test", False),
+    ("10.0.0.1", False),
+    ("x" * 64 + ".test", False),
+    (None, False),
+])
+def test_is_hostname(name, valid):
+    assert site.is_hostname(name) is valid
+
+
+@pytest.mark.parametrize("address, parts", [
+    ("alice@example.test", ("alice", "example.test")),
+    ("first.last+tag@example.test", ("first.last+tag", "example.test")),
+    ("alice@@example.test", None),
+    ("alice", None),
+    (".alice@example.test", None),
+    ("al..ice@example.test", None),
+    ("Alice@example.test", None),
+    ("alice@example", None),
+    ("x" * 65 + "@example.test", None),
+    (42, None),
+])
+def test_split_address(address, parts):
+    assert site.split_address(address) == parts
+
+
+@pytest.mark.parametrize("value, scheme", [
+    (SHA512, "SHA512-crypt"),
+    ("$6$rounds=656000$M89SwZdOBVCxPkgO$" + SHA512.rsplit("$", 1)[1], "SHA512-crypt"),
+    (BCRYPT, "bcrypt"),
+    (BCRYPT.replace("$2b$", "$2y$"), "bcrypt"),
+    (YESCRYPT, "yescrypt"),
+    (BCRYPT.replace("$2b$", "$2a$"), None),
+    ("$1$abcdefgh$abcdefghijklmnopqrstuv", None),
+    ("{BLF-CRYPT}" + BCRYPT, None),
+    ("secret", None),
+    (SHA512[:-1], None),
+    (None, None),
+])
+def test_hash_scheme(value, scheme):
+    assert site.hash_scheme(value) == scheme
+
+
+@pytest.mark.parametrize("hostname", ["mx1", "MX1.example.test", "", None])
+def test_bad_hostname_is_named(hostname):
+    assert any(e.startswith("mail_hostname:") for e in errors_of(hostname=hostname))
+
+
+@pytest.mark.parametrize("field", ["tls_certificate", "tls_private_key"])
+@pytest.mark.parametrize("path", ["", "relative/cert.pem", None])
+def test_certificate_path_must_be_absolute(field, path):
+    assert errors_of(**{field: path}) == [f"mail_{field}: {path!r} is not an absolute path"]
+
+
+def test_malformed_domain_is_named():
+    domains = SITE["domains"] + [{"name": "bad_domain"}]
+    assert errors_of(domains=domains) == ["mail_domains[2]: name 'bad_domain' is not a lower-case domain name"]
+
+
+def test_duplicate_domain_is_named():
+    domains = SITE["domains"] + [{"name": "example.test"}]
+    assert errors_of(domains=domains) == ["mail_domains[2] (example.test): the domain is listed twice"]
+
+
+@pytest.mark.parametrize("domains", [[], None, "example.test"])
+def test_domains_must_be_a_non_empty_list(domains):
+    assert "mail_domains: must be a non-empty list of domain entries" in errors_of(domains=domains)
+
+
+def test_account_in_unknown_domain_is_named():
+    accounts = SITE["accounts"] + [{"address": "carol@unhosted.test", "password_hash": YESCRYPT}]
+    assert errors_of(accounts=accounts) == [
+        "mail_accounts[2] (carol@unhosted.test): domain unhosted.test is not in mail_domains"]
+
+
+def test_duplicate_account_is_named():
+    accounts = SITE["accounts"] + [{"address": "alice@example.test", "password_hash": YESCRYPT}]
+    assert errors_of(accounts=accounts) == ["mail_accounts[2] (alice@example.test): the account is listed twice"]
+
+
+def test_malformed_account_address_is_named():
+    accounts = SITE["accounts"] + [{"address": "carol", "password_hash": YESCRYPT}]
+    assert errors_of(accounts=accounts) == ["mail_accounts[2]: address 'carol' is not a lower-case mail address"]
+
+
+@pytest.mark.parametrize("value, reason", [
+    ("hunter2", "is not a crypt hash (clear text?)"),
+    ("{BLF-CRYPT}" + BCRYPT, "has a {SCHEME} prefix"),
+    ("$1$abcdefgh$abcdefghijklmnopqrstuv", "is a MD5-crypt hash"),
+    ("$5$abcdefgh$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq", "is a SHA256-crypt hash"),
+    ("$6$short", "is not a well-formed"),
+    ("", "is missing or empty"),
+    (None, "is missing or empty"),
+])
+def test_bad_password_hash_is_named_without_its_value(value, reason):
+    accounts = [SITE["accounts"][0], {"address": "bob@example.org", "password_hash": value}]
+    errors = errors_of(accounts=accounts)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"mail_accounts[1] (bob@example.org): password_hash {reason}")
+    if value:
+        assert value not in errors[0]
+
+
+def test_alias_loop_is_named():
+    aliases = dict(SITE["aliases"], **{"a@example.test": ["b@example.test"], "b@example.test": ["c@example.test"],
+                                        "c@example.test": ["a@example.test"]})
+    assert errors_of(aliases=aliases) == ["mail_aliases: alias loop a@example.test -> b@example.test -> c@example.test"
+                                          " -> a@example.test"]
+
+
+def test_alias_to_itself_is_a_loop():
+    aliases = dict(SITE["aliases"], **{"a@example.test": "a@example.test"})
+    assert errors_of(aliases=aliases) == ["mail_aliases: alias loop a@example.test -> a@example.test"]
+
+
+def test_alias_to_unknown_local_address_is_named():
+    aliases = {"postmaster@example.test": ["nobody@example.test"]}
+    assert errors_of(aliases=aliases, domains=[{"name": "example.test"}, {"name": "example.org"}]) == [
+        "mail_aliases['postmaster@example.test']: target nobody@example.test is in a local domain but is "
+        "neither an account nor an alias"]
+
+
+def test_alias_that_is_also_an_account_is_named():
+    aliases = dict(SITE["aliases"], **{"alice@example.test": ["bob@example.org"]})
+    assert errors_of(aliases=aliases) == [
+        "mail_aliases['alice@example.test']: the address is also an account; an address is either a mailbox "
+        "or an alias"]
+
+
+def test_alias_in_unknown_domain_is_named():
+    aliases = dict(SITE["aliases"], **{"x@unhosted.test": ["alice@example.test"]})
+    assert errors_of(aliases=aliases) == ["mail_aliases['x@unhosted.test']: domain unhosted.test is not in mail_domains"]
+
+
+def test_alias_without_target_is_named():
+    aliases = dict(SITE["aliases"], **{"x@example.test": []})
+    assert errors_of(aliases=aliases) == ["mail_aliases['x@example.test']: has no target"]
+
+
+@pytest.mark.parametrize("catchall, message", [
+    (True, "must be false or the address that receives mail for unknown users of the domain"),
+    ("nobody@example.org", "target nobody@example.org is in a local domain but is neither an account nor an alias"),
+    ("not an address", "target 'not an address' is not a lower-case mail address"),
+])
+def test_bad_catchall_is_named(catchall, message):
+    domains = [SITE["domains"][0], {"name": "example.org", "catchall": catchall}]
+    assert errors_of(domains=domains) == [f"mail_domains[1] (example.org).catchall: {message}"]
+
+
+def test_check_site_raises_with_every_error():
+    with pytest.raises(site.SiteModelError) as raised:
+        site.check_site("mx1", [], [], {}, "/c", "/k")
+    assert str(raised.value).splitlines() == ["mail_hostname: 'mx1' is not a lower-case fully qualified host name",
+                                              "mail_domains: must be a non-empty list of domain entries"]
+
+
+def test_virtual_table_maps_mailboxes_aliases_and_catchalls():
+    assert site.virtual_table(SITE["domains"], SITE["accounts"], SITE["aliases"], "vmail") == [
+        ("@example.org", "info@example.org"),
+        ("abuse@example.test", "postmaster@example.test"),
+        ("alice@example.test", "vmail"),
+        ("bob@example.org", "vmail"),
+        ("info@example.org", "bob@example.org, friend@elsewhere.test"),
+        ("postmaster@example.test", "alice@example.test"),
+    ]
+
+
+def test_credential_table_pairs_logins_with_hashes():
+    assert site.credential_table(SITE["accounts"]) == [("alice@example.test", SHA512), ("bob@example.org", BCRYPT)]
+
+
+def test_sender_table_grants_own_address_and_aliases_through_chains():
+    assert site.sender_table(SITE["accounts"], SITE["aliases"]) == [
+        ("alice@example.test", ["abuse@example.test", "alice@example.test", "postmaster@example.test"]),
+        ("bob@example.org", ["bob@example.org", "info@example.org"]),
+    ]
+
+
+def test_sender_table_survives_an_alias_loop():
+    aliases = {"a@example.test": ["b@example.test"], "b@example.test": ["a@example.test", "alice@example.test"]}
+    assert site.sender_table(SITE["accounts"][:1], aliases) == [
+        ("alice@example.test", ["a@example.test", "alice@example.test", "b@example.test"])]
