@@ -68,8 +68,8 @@ def _hash_problem(value: object) -> str:
             return f"is a {name} hash: use SHA512-crypt ($6$), yescrypt ($y$) or bcrypt ($2b$/$2y$)"
     if value.startswith("$"):
         return "is not a well-formed SHA512-crypt ($6$), yescrypt ($y$) or bcrypt ($2b$/$2y$) hash"
-    return ("is not a crypt hash (clear text?): store only hashes, e.g. "
-            "\"{{ 'secret' | ansible.builtin.password_hash('sha512') }}\" kept in a vault")
+    return ("is not a crypt hash (clear text?): store only hashes (made once, e.g. with "
+            "`mkpasswd -m yescrypt`), kept in a vault")
 
 
 def _as_targets(value: object) -> list[object]:

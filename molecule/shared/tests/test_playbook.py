@@ -18,16 +18,18 @@ INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def run_site(*args: str) -> dict[str, tuple[int, int, int]]:
-    """Run playbooks/site.yml against the scenario's hosts; (changed, unreachable, failed) per host."""
+def run_site(*args: str, succeed: bool = True) -> tuple[dict[str, tuple[int, int, int]], str]:
+    """Run playbooks/site.yml against the scenario's hosts: (changed, unreachable, failed) per host, and
+    the output."""
     result = subprocess.run(
         ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / "site.yml"), *args],
         capture_output=True, text=True, timeout=900, check=False,
+        env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert (result.returncode == 0) == succeed, result.stdout[-4000:] + result.stderr[-2000:]
     recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(result.stdout)}
     assert recap, result.stdout[-2000:]
-    return recap
+    return recap, result.stdout + result.stderr
 
 
 def mail_hosts():
@@ -45,8 +47,34 @@ def main_pids(host) -> dict[str, str]:
 
 
 def test_check_mode_on_converged_hosts_reports_no_change():
-    recap = run_site("--check", "--diff")
-    assert all(counts == (0, 0, 0) for counts in recap.values()), recap
+    recap, output = run_site("--check", "--diff")
+    changed = [line for line in output.splitlines() if line.startswith("changed:")]
+    assert all(counts == (0, 0, 0) for counts in recap.values()), (recap, changed)
+
+
+CLEAR_TEXT = "correct-horse-battery"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"mail_accounts": [{"address": "x@unhosted.test", "password_hash": "$6$M89SwZdOBVCxPkgO$" + "a" * 86}]},
+     "mail_accounts[0] (x@unhosted.test): domain unhosted.test is not in mail_domains"),
+    ({"mail_accounts": [{"address": "alice@one.test", "password_hash": CLEAR_TEXT}]},
+     "mail_accounts[0] (alice@one.test): password_hash is not a crypt hash"),
+    ({"mail_aliases": {"a@one.test": ["b@one.test"], "b@one.test": ["a@one.test"]}},
+     "mail_aliases: alias loop a@one.test -> b@one.test -> a@one.test"),
+    ({"mail_domains": [{"name": "one_test"}]}, "mail_domains[0]: name 'one_test' is not a lower-case domain name"),
+    ({"mail_tls_certificate": "/etc/ssl/certs/missing.pem"},
+     "mail_tls_certificate / mail_tls_private_key: missing on the host: /etc/ssl/certs/missing.pem"),
+    ({"mail_domains": "one.test"}, "mail_domains"),
+])
+def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
+    extra_file = tmp_path / "bad.json"
+    extra_file.write_text(json.dumps(overrides))
+    recap, output = run_site("-e", f"@{extra_file}", succeed=False)
+    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert "Validate the site model" in output and "PLAY [Mail servers]" not in output
+    assert message in output
+    assert CLEAR_TEXT not in output
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +98,7 @@ def rollout(tls):
     }
     extra_file = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-vars.json"
     extra_file.write_text(json.dumps(extra))
-    recap = run_site("-e", f"@{extra_file}")
+    recap, _ = run_site("-e", f"@{extra_file}")
     return {"before": before, "recap": recap, "new": rollout_vars}
 
 
