@@ -37,8 +37,8 @@ for name, data in (("passwords.json", passwords), ("vault.yml", {"vault_mail_pas
 PY
 fi
 
-# The example inventory reaches its host over SSH; the demo reaches the container instead.
-reach=(-i inventory.example -e ansible_connection=community.docker.docker -e "ansible_host=$container")
+# The example inventory reaches its host over SSH; demo/inventory.yml points it at the container instead.
+reach=(-i inventory.example -i demo/inventory.yml)
 
 echo "demo: test CA and certificate for $container (demo/.state/pki)"
 ansible-playbook "${reach[@]}" molecule/shared/prepare.yml \
