@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= default
 
-.PHONY: help venv engine images lint unit molecule test demo demo-clean clean
+.PHONY: help venv engine images lint unit molecule test demo demo-clean bench clean
 
 help:
 	@echo "make demo   - a mail server for the example inventory in a local container (mx1.example.test)"
@@ -45,6 +45,10 @@ test: lint unit molecule
 demo: venv engine
 	scripts/debian-image.sh trixie
 	scripts/demo.sh
+
+# Re-run cost for 2 and for 200 domains, against the demo container (run `make demo` first).
+bench: venv
+	python scripts/bench_rerun.py 2 200
 
 demo-clean:
 	-docker rm -f mx1.example.test

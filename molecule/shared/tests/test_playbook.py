@@ -77,6 +77,29 @@ def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
     assert CLEAR_TEXT not in output
 
 
+@pytest.mark.parametrize("overrides, config, service", [
+    ({"opensmtpd_max_message_size": "lots"}, "/etc/smtpd.conf", "opensmtpd"),
+    ({"dovecot_extra_config": "no_such_setting = yes"}, "/etc/dovecot/dovecot.conf", "dovecot"),
+])
+def test_config_failing_validation_never_replaces_the_working_one(overrides, config, service, tmp_path, tls):
+    hosts = mail_hosts()
+    before = {h.backend.host: (h.file(config).sha256sum, main_pids(h)) for h in hosts}
+    extra_file = tmp_path / "bad.json"
+    extra_file.write_text(json.dumps(overrides))
+    recap, output = run_site("-e", f"@{extra_file}", succeed=False)
+    assert "failed to validate" in output
+    assert all(failed == 1 for _, _, failed in recap.values()), recap
+    variables = hosts[0].ansible.get_variables()
+    for h in hosts:
+        assert (h.file(config).sha256sum, main_pids(h)) == before[h.backend.host]
+        assert h.service(service).is_running
+        # Still serving: a message goes through submission, LMTP and IMAP.
+        msg = new_message("alice@one.test", "bob@two.test")
+        submit(host_address(h), 587, tls, "alice@one.test", variables["test_passwords"]["alice@one.test"], msg)
+        assert fetch(host_address(h), tls, "bob@two.test", variables["test_passwords"]["bob@two.test"],
+                     msg["Subject"])
+
+
 @pytest.fixture(scope="module")
 def rollout(tls):
     """Store a message on every host, record messages and daemon PIDs, then re-run site.yml with a third
