@@ -1,0 +1,246 @@
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The DNS records every mail domain needs, computed from the site model and what the hosts report.
+
+Pure computation: nothing here resolves a name. Records are dicts {name, type, ttl, values} with absolute
+names (trailing dot) so that a zone fragment can be included in any zone; TXT values are lists of
+character-strings of at most 255 octets each (RFC 1035 3.3.14, RFC 7208 3.3).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._site_model import is_hostname, split_address
+
+TXT_STRING_MAX = 255
+SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4
+DEFAULT_SPF = "v=spf1 mx -all"
+# The seed's published policy; every tag can be changed or (with null) left out.
+DEFAULT_DMARC = {"p": "reject", "sp": "reject", "aspf": "s", "adkim": "s", "fo": "1"}
+# Tag order of the record after v=DMARC1 (RFC 7489 6.4 requires v first; p is second by convention).
+DMARC_TAG_ORDER = ("p", "sp", "np", "aspf", "adkim", "fo", "pct", "rf", "ri", "rua", "ruf")
+_POLICY = {"none", "quarantine", "reject"}
+_SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SPF_TERM = re.compile(
+    r"^(?P<qualifier>[+?~-]?)(?P<mechanism>all|include|a|mx|ptr|ip4|ip6|exists)(?P<arg>[:/].*)?$"
+)
+_SPF_MODIFIER = re.compile(r"^(?P<name>redirect|exp)=(?P<arg>\S+)$")
+_LOOKUP_TERMS = {"include", "a", "mx", "ptr", "exists", "redirect"}
+
+
+class DnsRecordError(ValueError):
+    """A record cannot be built from the given data; the message names what is wrong."""
+
+
+def fqdn(name: str) -> str:
+    """name with exactly one trailing dot."""
+    return name.rstrip(".") + "."
+
+
+def split_txt(value: str, limit: int = TXT_STRING_MAX) -> list[str]:
+    """A TXT value as character-strings of at most `limit` octets, in order (ASCII values only)."""
+    if not value.isascii():
+        raise DnsRecordError(f"TXT value is not ASCII: {value[:40]!r}...")
+    return [value[i:i + limit] for i in range(0, len(value), limit)] or [""]
+
+
+def txt_record(name: str, value: str, ttl: int) -> dict:
+    return {"name": fqdn(name), "type": "TXT", "ttl": ttl, "values": [split_txt(value)]}
+
+
+def check_selector(selector: object) -> str:
+    """A DKIM selector: one DNS label of lower-case letters, digits and inner hyphens."""
+    if not isinstance(selector, str) or not _SELECTOR.match(selector):
+        raise DnsRecordError(f"DKIM selector {selector!r} must be letters a-z, digits and inner hyphens "
+                             "(one DNS label, at most 63 characters)")
+    return selector
+
+
+def dkim_txt_value(key_type: str, public_key_b64: str) -> str:
+    """The DKIM key record (RFC 6376 3.6.1, RFC 8463): t=s forbids subdomains from using the key."""
+    if key_type not in ("rsa", "ed25519"):
+        raise DnsRecordError(f"DKIM key type {key_type!r} is not rsa or ed25519")
+    return f"v=DKIM1; k={key_type}; h=sha256; t=s; p={public_key_b64}"
+
+
+def spf_lookups(policy: str) -> int:
+    """Number of DNS-querying terms of an SPF record (top level; included records count on their own)."""
+    return sum(1 for term in _spf_terms(policy) if term in _LOOKUP_TERMS)
+
+
+def _spf_terms(policy: str) -> list[str]:
+    parts = policy.split()
+    if not parts or parts[0] != "v=spf1":
+        raise DnsRecordError(f"SPF policy {policy!r} must start with 'v=spf1'")
+    names = []
+    for part in parts[1:]:
+        term, modifier = _SPF_TERM.match(part), _SPF_MODIFIER.match(part)
+        if term:
+            _check_spf_argument(policy, term["mechanism"], term["arg"])
+            names.append(term["mechanism"])
+        elif modifier:
+            names.append(modifier["name"])
+        else:
+            raise DnsRecordError(f"SPF policy {policy!r}: {part!r} is not an SPF mechanism or modifier")
+    return names
+
+
+def _check_spf_argument(policy: str, mechanism: str, arg: str | None) -> None:
+    needs_arg = mechanism in ("include", "exists", "ip4", "ip6")
+    if needs_arg and not (arg and arg.startswith(":") and len(arg) > 1):
+        raise DnsRecordError(f"SPF policy {policy!r}: {mechanism} needs ':' and a value")
+    if mechanism == "all" and arg:
+        raise DnsRecordError(f"SPF policy {policy!r}: 'all' takes no value")
+    if mechanism in ("ip4", "ip6"):
+        try:
+            network = ipaddress.ip_network(arg[1:], strict=False)
+        except ValueError as exc:
+            raise DnsRecordError(f"SPF policy {policy!r}: {arg[1:]!r} is not an address or network") from exc
+        if network.version != int(mechanism[-1]):
+            raise DnsRecordError(f"SPF policy {policy!r}: {arg[1:]!r} is not an IPv{mechanism[-1]} network")
+
+
+def spf_value(policy: str | None) -> str:
+    """The SPF record, validated: known terms only, at most 10 DNS lookups."""
+    policy = " ".join((policy or DEFAULT_SPF).split())
+    lookups = spf_lookups(policy)
+    if lookups > SPF_LOOKUP_LIMIT:
+        raise DnsRecordError(f"SPF policy {policy!r} needs {lookups} DNS lookups; RFC 7208 allows "
+                             f"{SPF_LOOKUP_LIMIT}")
+    return policy
+
+
+def _report_uris(domain: str, tag: str, addresses: object) -> list[str]:
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    if not isinstance(addresses, list):
+        raise DnsRecordError(f"{domain}: DMARC {tag} must be a list of mailto: addresses")
+    uris = []
+    for entry in addresses:
+        address = entry.removeprefix("mailto:") if isinstance(entry, str) else None
+        if address is None or split_address(address.split("!")[0]) is None:
+            raise DnsRecordError(f"{domain}: DMARC {tag} entry {entry!r} is not a mailto: address")
+        uris.append(f"mailto:{address}")
+    return uris
+
+
+def dmarc_tags(domain: str, settings: Mapping | None) -> dict[str, str]:
+    """The DMARC tags of a domain: the defaults overridden by its settings; a null value drops a tag."""
+    merged: dict[str, object] = dict(DEFAULT_DMARC)
+    for tag, value in (settings or {}).items():
+        if tag not in DMARC_TAG_ORDER:
+            raise DnsRecordError(f"{domain}: unknown DMARC tag {tag!r} (known: {', '.join(DMARC_TAG_ORDER)})")
+        merged[tag] = value
+    tags: dict[str, str] = {}
+    for tag in DMARC_TAG_ORDER:
+        value = merged.get(tag)
+        if value is None or (tag in ("rua", "ruf") and not value):
+            continue
+        tags[tag] = _dmarc_value(domain, tag, value)
+    if "p" not in tags:
+        raise DnsRecordError(f"{domain}: DMARC p (the policy) is required")
+    return tags
+
+
+def _dmarc_value(domain: str, tag: str, value: object) -> str:
+    def bad(expected: str) -> DnsRecordError:
+        return DnsRecordError(f"{domain}: DMARC {tag}={value!r} is invalid; expected {expected}")
+
+    if tag in ("p", "sp", "np"):
+        if value not in _POLICY:
+            raise bad("none, quarantine or reject")
+        return str(value)
+    if tag in ("aspf", "adkim"):
+        if value not in ("r", "s"):
+            raise bad("r (relaxed) or s (strict)")
+        return str(value)
+    if tag == "fo":
+        options = str(value).split(":")
+        if not all(option in ("0", "1", "d", "s") for option in options) or len(set(options)) != len(options):
+            raise bad("0, 1, d, s or a colon-separated combination")
+        return str(value)
+    if tag == "pct":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+            raise bad("an integer from 0 to 100")
+        return str(value)
+    if tag == "rf":
+        if value != "afrf":
+            raise bad("afrf")
+        return "afrf"
+    if tag == "ri":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad("a positive number of seconds")
+        return str(value)
+    return ",".join(_report_uris(domain, tag, value))
+
+
+def dmarc_value(domain: str, settings: Mapping | None) -> str:
+    return "; ".join(["v=DMARC1", *(f"{tag}={value}" for tag, value in dmarc_tags(domain, settings).items())])
+
+
+def tlsrpt_value(domain: str, rua: object) -> str:
+    """SMTP TLS reporting policy (RFC 8460): mailto: or https: report destinations."""
+    if isinstance(rua, str):
+        rua = [rua]
+    uris = []
+    for entry in rua or []:
+        if isinstance(entry, str) and entry.startswith("https://"):
+            uris.append(entry)
+        else:
+            uris.extend(_report_uris(domain, "tlsrpt_rua", [entry]))
+    return f"v=TLSRPTv1; rua={','.join(uris)}"
+
+
+def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],
+                   ttl: int = 3600) -> list[dict]:
+    """Every record of one mail domain: MX, SPF, DKIM, DMARC and (if it sets report addresses) TLSRPT.
+
+    mx_hosts: [{hostname, priority}], the hosts that receive mail for every domain.
+    dkim_keys: [{selector, key_type, public_key}], the keys to publish for this domain.
+    """
+    name = domain["name"]
+    records = [{"name": fqdn(name), "type": "MX", "ttl": ttl,
+                "values": [f"{host['priority']} {fqdn(host['hostname'])}" for host in
+                           sorted(mx_hosts, key=lambda h: (h["priority"], h["hostname"]))]}]
+    if not records[0]["values"]:
+        raise DnsRecordError(f"{name}: no MX host")
+    records.append(txt_record(name, spf_value(domain.get("spf")), ttl))
+    for key in sorted(dkim_keys, key=lambda k: k["selector"]):
+        selector = check_selector(key["selector"])
+        records.append(txt_record(f"{selector}._domainkey.{name}", dkim_txt_value(key["key_type"], key["public_key"]),
+                                  ttl))
+    records.append(txt_record(f"_dmarc.{name}", dmarc_value(name, domain.get("dmarc")), ttl))
+    if domain.get("tlsrpt_rua"):
+        records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, domain["tlsrpt_rua"]), ttl))
+    # MTA-STS (_mta-sts TXT and the mta-sts host) is added here by the MTA-STS work.
+    return records
+
+
+def host_records(hostname: str, addresses: Iterable[str], ttl: int = 3600) -> list[dict]:
+    """The address records of an MX host and the PTR each of its addresses must have (FCrDNS)."""
+    if not is_hostname(hostname):
+        raise DnsRecordError(f"{hostname!r} is not a host name")
+    records = []
+    for address in sorted(set(addresses)):
+        ip = ipaddress.ip_address(address)
+        records.append({"name": fqdn(hostname), "type": "A" if ip.version == 4 else "AAAA", "ttl": ttl,
+                        "values": [str(ip)]})
+        records.append({"name": ip.reverse_pointer + ".", "type": "PTR", "ttl": ttl, "values": [fqdn(hostname)]})
+    return records
+
+
+def _quoted(string: str) -> str:
+    return '"' + string.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def zone_fragment(records: Iterable[Mapping]) -> str:
+    """BIND master-file lines with absolute names, includable in any zone ($INCLUDE or pasted)."""
+    lines = []
+    for record in records:
+        for value in record["values"]:
+            rdata = " ".join(_quoted(s) for s in value) if record["type"] == "TXT" else value
+            lines.append(f"{record['name']}\t{record['ttl']}\tIN\t{record['type']}\t{rdata}")
+    return "\n".join(lines) + "\n"

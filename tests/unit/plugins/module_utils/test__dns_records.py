@@ -1,0 +1,174 @@
+"""Unit tests of the DNS record builders."""
+
+from __future__ import annotations
+
+import dns.rdatatype
+import dns.zone
+import pytest
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_records as rec
+
+KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "A" * 348 + "IDAQAB"
+MX = [{"hostname": "mx2.example.test", "priority": 20}, {"hostname": "mx1.example.test", "priority": 10}]
+
+
+@pytest.mark.parametrize("length, pieces", [(0, [0]), (1, [1]), (255, [255]), (256, [255, 1]), (600, [255, 255, 90])])
+def test_split_txt_makes_strings_of_at_most_255(length, pieces):
+    value = "x" * length
+    split = rec.split_txt(value)
+    assert [len(s) for s in split] == pieces
+    assert "".join(split) == value
+
+
+def test_split_txt_refuses_non_ascii():
+    with pytest.raises(rec.DnsRecordError):
+        rec.split_txt("café")
+
+
+@pytest.mark.parametrize("selector", ["20261125", "s1", "mail-2026", "a" * 63])
+def test_valid_selectors(selector):
+    assert rec.check_selector(selector) == selector
+
+
+@pytest.mark.parametrize("selector", ["", "Sel", "s_1", "-s", "s-", "a.b", "a" * 64, 2026])
+def test_invalid_selectors_are_refused(selector):
+    with pytest.raises(rec.DnsRecordError, match="DKIM selector"):
+        rec.check_selector(selector)
+
+
+def test_dkim_value_as_the_seed_publishes_it():
+    assert rec.dkim_txt_value("rsa", "AAAB") == "v=DKIM1; k=rsa; h=sha256; t=s; p=AAAB"
+    assert rec.dkim_txt_value("ed25519", "AAAB") == "v=DKIM1; k=ed25519; h=sha256; t=s; p=AAAB"
+    with pytest.raises(rec.DnsRecordError):
+        rec.dkim_txt_value("dsa", "AAAB")
+
+
+@pytest.mark.parametrize("policy, lookups", [
+    ("v=spf1 mx -all", 1),
+    ("v=spf1 -all", 0),
+    ("v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 ~all", 0),
+    ("v=spf1 a mx a:mail.example.test mx/24 ptr exists:%{i}.x.example.test include:spf.example.net -all", 7),
+    ("v=spf1 mx redirect=_spf.example.test", 2),
+    ("v=spf1 mx exp=explain.example.test -all", 1),
+])
+def test_spf_lookup_counting(policy, lookups):
+    assert rec.spf_lookups(policy) == lookups
+
+
+def test_spf_default_and_whitespace():
+    assert rec.spf_value(None) == "v=spf1 mx -all"
+    assert rec.spf_value("  v=spf1   mx  -all ") == "v=spf1 mx -all"
+
+
+def test_spf_over_ten_lookups_is_refused():
+    policy = "v=spf1 " + " ".join(f"include:s{i}.example.test" for i in range(10)) + " mx -all"
+    with pytest.raises(rec.DnsRecordError, match="needs 11 DNS lookups"):
+        rec.spf_value(policy)
+
+
+@pytest.mark.parametrize("policy", ["spf1 mx -all", "v=spf1 mxx -all", "v=spf1 include -all", "v=spf1 all:x",
+                                    "v=spf1 ip4:300.1.1.1 -all", "v=spf1 ip4:2001:db8::1 -all", "v=spf1 foo=bar"])
+def test_malformed_spf_is_refused(policy):
+    with pytest.raises(rec.DnsRecordError):
+        rec.spf_value(policy)
+
+
+def test_dmarc_defaults_are_the_seeds():
+    assert rec.dmarc_value("example.test", None) == "v=DMARC1; p=reject; sp=reject; aspf=s; adkim=s; fo=1"
+
+
+def test_dmarc_tags_in_order_with_reports():
+    value = rec.dmarc_value("example.test", {"ruf": ["mailto:dmarc@example.test"], "rua": ["dmarc@example.test"],
+                                             "pct": 50, "p": "quarantine"})
+    assert value == ("v=DMARC1; p=quarantine; sp=reject; aspf=s; adkim=s; fo=1; pct=50; "
+                     "rua=mailto:dmarc@example.test; ruf=mailto:dmarc@example.test")
+
+
+def test_dmarc_null_omits_a_tag_and_empty_reports_are_omitted():
+    assert rec.dmarc_value("example.test", {"sp": None, "fo": None, "aspf": None, "adkim": None, "rua": []}) == \
+        "v=DMARC1; p=reject"
+
+
+def test_dmarc_pct_only_when_set():
+    assert "pct" not in rec.dmarc_value("example.test", {})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"p": "block"}, "DMARC p='block' is invalid"),
+    ({"p": None}, "DMARC p (the policy) is required"),
+    ({"sp": "yes"}, "DMARC sp='yes' is invalid"),
+    ({"aspf": "strict"}, "DMARC aspf='strict' is invalid"),
+    ({"fo": "2"}, "DMARC fo='2' is invalid"),
+    ({"fo": "1:1"}, "DMARC fo='1:1' is invalid"),
+    ({"pct": 101}, "DMARC pct=101 is invalid"),
+    ({"pct": True}, "DMARC pct=True is invalid"),
+    ({"ri": 0}, "DMARC ri=0 is invalid"),
+    ({"rf": "iodef"}, "DMARC rf='iodef' is invalid"),
+    ({"rua": ["https://example.test"]}, "DMARC rua entry 'https://example.test' is not a mailto: address"),
+    ({"rua": 5}, "DMARC rua must be a list"),
+    ({"policy": "reject"}, "unknown DMARC tag 'policy'"),
+])
+def test_invalid_dmarc_is_refused_with_the_tag_named(settings, message):
+    with pytest.raises(rec.DnsRecordError, match="example.test: " + message.replace("(", r"\(").replace(")", r"\)")):
+        rec.dmarc_value("example.test", settings)
+
+
+def test_tlsrpt_value():
+    assert rec.tlsrpt_value("example.test", ["mailto:tls@example.test", "https://r.example.test/tls"]) == \
+        "v=TLSRPTv1; rua=mailto:tls@example.test,https://r.example.test/tls"
+
+
+def test_domain_reccover_every_kind_in_order():
+    records = rec.domain_records(
+        {"name": "example.test", "tlsrpt_rua": ["tls@example.test"]}, MX,
+        [{"selector": "20261125", "key_type": "rsa", "public_key": KEY}], ttl=300)
+    assert [(r["name"], r["type"]) for r in records] == [
+        ("example.test.", "MX"), ("example.test.", "TXT"), ("20261125._domainkey.example.test.", "TXT"),
+        ("_dmarc.example.test.", "TXT"), ("_smtp._tls.example.test.", "TXT")]
+    assert records[0]["values"] == ["10 mx1.example.test.", "20 mx2.example.test."]
+    dkim = records[2]["values"][0]
+    assert len(dkim) == 2 and all(len(s) <= 255 for s in dkim)
+    assert "".join(dkim) == f"v=DKIM1; k=rsa; h=sha256; t=s; p={KEY}"
+    assert all(r["ttl"] == 300 for r in records)
+
+
+def test_domain_without_report_address_has_no_tlsrpt_record():
+    records = rec.domain_records({"name": "example.test"}, MX, [])
+    assert "_smtp._tls.example.test." not in [r["name"] for r in records]
+
+
+def test_domain_without_mx_host_is_refused():
+    with pytest.raises(rec.DnsRecordError, match="no MX host"):
+        rec.domain_records({"name": "example.test"}, [], [])
+
+
+def test_host_recgive_address_and_ptr():
+    assert rec.host_records("mx1.example.test", ["192.0.2.10", "2001:db8::10"], ttl=60) == [
+        {"name": "mx1.example.test.", "type": "A", "ttl": 60, "values": ["192.0.2.10"]},
+        {"name": "10.2.0.192.in-addr.arpa.", "type": "PTR", "ttl": 60, "values": ["mx1.example.test."]},
+        {"name": "mx1.example.test.", "type": "AAAA", "ttl": 60, "values": ["2001:db8::10"]},
+        {"name": "0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", "type": "PTR",
+         "ttl": 60, "values": ["mx1.example.test."]},
+    ]
+
+
+def test_zone_fragment_quotes_and_splits_txt():
+    fragment = rec.zone_fragment([
+        rec.txt_record("example.test", 'a "quoted" \\ value', 60),
+        {"name": "example.test.", "type": "MX", "ttl": 60, "values": ["10 mx1.example.test."]},
+    ])
+    assert fragment == ('example.test.\t60\tIN\tTXT\t"a \\"quoted\\" \\\\ value"\n'
+                        "example.test.\t60\tIN\tMX\t10 mx1.example.test.\n")
+
+
+def test_zone_fragment_parses_as_a_zone_with_the_same_data():
+    """dnspython reads the fragment back (after a SOA and NS, as a zone would include it)."""
+    records = rec.domain_records({"name": "example.test", "tlsrpt_rua": ["tls@example.test"]}, MX,
+                                 [{"selector": "s1", "key_type": "rsa", "public_key": KEY}])
+    header = ("example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 300\n"
+              "example.test. 3600 IN NS ns1.example.test.\n")
+    zone = dns.zone.from_text(header + rec.zone_fragment(records), origin="example.test.", relativize=False)
+    dkim = zone.find_rdataset("s1._domainkey.example.test.", dns.rdatatype.TXT)[0]
+    assert b"".join(dkim.strings).decode() == f"v=DKIM1; k=rsa; h=sha256; t=s; p={KEY}"
+    mx = zone.find_rdataset("example.test.", dns.rdatatype.MX)
+    assert sorted((r.preference, r.exchange.to_text()) for r in mx) == [(10, "mx1.example.test."),
+                                                                         (20, "mx2.example.test.")]
