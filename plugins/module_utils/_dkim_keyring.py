@@ -1,0 +1,132 @@
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""DKIM keys and the key ring of a domain: which selectors exist, in which state, since when.
+
+A ring is a plain dict (the JSON state file's content):
+  {"version": 1, "domain": "example.test",
+   "keys": [{"selector": "20261125", "key_type": "rsa", "bits": 2048, "state": "active",
+             "created": 1795600000, "activated": 1795600000, "public_key": "MIIB..."}]}
+States: published (in DNS, not signing yet), active (signing), retired (record withdrawn, key deleted).
+This module decides; it never reads or writes files (see _state_file.py) and never returns private keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import time
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import check_selector
+
+RING_VERSION = 1
+KEY_TYPES = ("rsa", "ed25519")
+MIN_RSA_BITS = 1024
+STATES = ("published", "active", "retired")
+
+
+class KeyRingError(ValueError):
+    """The key ring or a key request is invalid; the message says what and for which domain."""
+
+
+def check_key_request(key_type: str, bits: int | None) -> None:
+    if key_type not in KEY_TYPES:
+        raise KeyRingError(f"DKIM key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    if key_type == "rsa" and (not isinstance(bits, int) or isinstance(bits, bool) or bits < MIN_RSA_BITS):
+        raise KeyRingError(f"RSA DKIM keys need at least {MIN_RSA_BITS} bits (RFC 8301), not {bits!r}")
+
+
+def generate_private_key(key_type: str, bits: int | None = 2048) -> bytes:
+    """A new private key as unencrypted PKCS#8 PEM (what Rspamd and dkimproxy's Mail::DKIM read)."""
+    check_key_request(key_type, bits)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits) if key_type == "rsa" \
+        else ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def public_key_b64(private_pem: bytes) -> str:
+    """The p= value: base64 of the SubjectPublicKeyInfo (RSA, RFC 6376) or of the raw key (Ed25519, RFC 8463)."""
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    elif isinstance(key, rsa.RSAPrivateKey):
+        raw = key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    else:
+        raise KeyRingError(f"unsupported DKIM key {type(key).__name__}")
+    return base64.b64encode(raw).decode()
+
+
+def new_ring(domain: str) -> dict:
+    return {"version": RING_VERSION, "domain": domain, "keys": []}
+
+
+def check_ring(ring: dict, domain: str) -> dict:
+    """ring, after checking it is a key ring of this domain that this code understands."""
+    if ring.get("version") != RING_VERSION or ring.get("domain") != domain or not isinstance(ring.get("keys"), list):
+        raise KeyRingError(f"{domain}: the key ring state is not a version {RING_VERSION} ring of this domain")
+    for key in ring["keys"]:
+        if key.get("state") not in STATES or key.get("key_type") not in KEY_TYPES:
+            raise KeyRingError(f"{domain}: key ring entry {key.get('selector')!r} has an unknown state or type")
+        check_selector(key.get("selector"))
+    return ring
+
+
+def selector_for(key_type: str, now: float, taken: set[str]) -> str:
+    """A date-like selector (20261125, or 20261125-ed25519), made unique with -2, -3, ... if taken."""
+    base = time.strftime("%Y%m%d", time.gmtime(now)) + ("" if key_type == "rsa" else f"-{key_type}")
+    selector, n = base, 1
+    while selector in taken:
+        n += 1
+        selector = f"{base}-{n}"
+    return check_selector(selector)
+
+
+def active_key(ring: dict, key_type: str) -> dict | None:
+    return next((k for k in ring["keys"] if k["key_type"] == key_type and k["state"] == "active"), None)
+
+
+def key_file_name(domain: str, selector: str) -> str:
+    """<domain>.<selector>.key: Rspamd's $domain.$selector.key path template and dkimproxy's map agree."""
+    return f"{domain}.{selector}.key"
+
+
+def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float) -> list[dict]:
+    """The keys to create so that each wanted type (type -> RSA bits or None) has an active key.
+
+    The first key of a type becomes active at once: nothing signs for the domain yet, so there is no
+    published key to keep using (publish its record before sending mail; rotation gates later keys on DNS).
+    A change of RSA size for a type that has an active key is refused: that is a rotation.
+    """
+    domain = ring["domain"]
+    taken = {k["selector"] for k in ring["keys"]}
+    planned = []
+    for key_type, bits in wanted.items():
+        check_key_request(key_type, bits)
+        current = active_key(ring, key_type)
+        if current is not None:
+            if key_type == "rsa" and current.get("bits") != bits:
+                raise KeyRingError(f"{domain}: the active RSA key {current['selector']} has {current.get('bits')} "
+                                   f"bits, not {bits}; changing the size is a key rotation")
+            continue
+        selector = selector_for(key_type, now, taken)
+        taken.add(selector)
+        planned.append({"selector": selector, "key_type": key_type, "bits": bits if key_type == "rsa" else None,
+                        "state": "active", "created": int(now), "activated": int(now)})
+    return planned
+
+
+def with_keys(ring: dict, keys: list[dict]) -> dict:
+    """A copy of ring with keys added (each with its public_key filled in by the caller)."""
+    updated = copy.deepcopy(ring)
+    updated["keys"].extend(keys)
+    return updated
+
+
+def published_keys(ring: dict) -> list[dict]:
+    """What the DNS must carry for this ring: every key that is not retired."""
+    return [{"selector": k["selector"], "key_type": k["key_type"], "public_key": k["public_key"]}
+            for k in ring["keys"] if k["state"] != "retired"]

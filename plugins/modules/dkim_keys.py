@@ -1,0 +1,217 @@
+#!/usr/bin/python
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dkim_keys
+short_description: Keep a DKIM key ring per domain on the signing host
+description:
+  - Makes sure every domain has an active DKIM signing key of each wanted type (RSA, optionally Ed25519),
+    generating missing keys on the host with C(cryptography). Private keys never leave the host and never
+    appear in results, diffs or logs.
+  - Each domain has a key ring, a JSON state file C(<key_dir>/<domain>.json) listing its selectors with their
+    state (published, active, retired) and timestamps; keys are C(<key_dir>/<domain>.<selector>.key).
+    Selectors are date-like (C(20261125), C(20261125-ed25519)).
+  - One call handles every domain, so adding a domain adds no task and no round trip.
+  - A state file that cannot be read, or key files without a state file, is an error; the module never
+    silently makes a new key beside keys that may be in use.
+version_added: 0.1.0
+author: opendove.mailserver contributors
+requirements:
+  - cryptography on the managed host
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff lists selectors and their states, never key material.
+options:
+  domains:
+    description: The mail domains to keep a key ring for.
+    type: list
+    elements: str
+    required: true
+  key_dir:
+    description: Existing directory for key rings and private keys.
+    type: path
+    required: true
+  rsa_bits:
+    description: Size of new RSA keys; at least 1024 (RFC 8301), 2048 recommended.
+    type: int
+    default: 2048
+  ed25519:
+    description: Also keep an Ed25519 key (RFC 8463), for signers that sign with both (Rspamd).
+    type: bool
+    default: false
+  owner:
+    description: Owner of the key files and state files (the signer reads them).
+    type: str
+    default: root
+  group:
+    description: Group of the key files and state files.
+    type: str
+    default: root
+  mode:
+    description: Mode of the key files and state files.
+    type: str
+    default: "0600"
+"""
+
+EXAMPLES = r"""
+- name: Keep a DKIM key ring for every domain, readable by the signer
+  opendove.mailserver.dkim_keys:
+    domains: "{{ mail_domains | map(attribute='name') }}"
+    key_dir: /var/lib/rspamd/dkim
+    ed25519: true
+    owner: _rspamd
+    group: _rspamd
+    mode: "0600"
+  register: dkim
+"""
+
+RETURN = r"""
+domains:
+  description: Per domain, the active key of each type and the keys whose records must be published.
+  returned: always
+  type: dict
+  sample:
+    example.test:
+      active:
+        rsa: {selector: "20261125", key_file: /var/lib/rspamd/dkim/example.test.20261125.key}
+      publish:
+        - selector: "20261125"
+          key_type: rsa
+          public_key: MIIBIjANBgkqh...
+          txt_value: "v=DKIM1; k=rsa; h=sha256; t=s; p=MIIBIjANBgkqh..."
+created:
+  description: The selectors created by this run (in check mode, those that would be), as domain/selector.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import glob
+import grp
+import os
+import pwd
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import (
+    KeyRingError,
+    check_ring,
+    generate_private_key,
+    key_file_name,
+    new_ring,
+    plan_initial_keys,
+    public_key_b64,
+    published_keys,
+    with_keys,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import dkim_txt_value
+from ansible_collections.opendove.mailserver.plugins.module_utils._state_file import (
+    StateFileError,
+    load_json,
+    save_json,
+    write_atomic,
+)
+
+
+def _load_ring(key_dir: str, domain: str) -> dict:
+    ring = load_json(os.path.join(key_dir, f"{domain}.json"))
+    if ring is None:
+        orphans = glob.glob(os.path.join(glob.escape(key_dir), glob.escape(f"{domain}.") + "*.key"))
+        if orphans:
+            raise KeyRingError(f"{domain}: key files exist ({', '.join(sorted(orphans))}) but the key ring state "
+                               f"{domain}.json is missing; restore it rather than making new keys")
+        return new_ring(domain)
+    return check_ring(ring, domain)
+
+
+def _complete(ring: dict, key_dir: str, mode: int, uid: int, gid: int) -> dict:
+    """Generate the private key of every entry that has no public key yet (new, or interrupted before)."""
+    for key in ring["keys"]:
+        if key["state"] != "retired" and not key.get("public_key"):
+            pem = generate_private_key(key["key_type"], key.get("bits"))
+            write_atomic(os.path.join(key_dir, key_file_name(ring["domain"], key["selector"])), pem, mode, uid, gid)
+            key["public_key"] = public_key_b64(pem)
+    return ring
+
+
+def _summary(ring: dict, key_dir: str) -> dict:
+    return {
+        "active": {k["key_type"]: {"selector": k["selector"],
+                                   "key_file": os.path.join(key_dir, key_file_name(ring["domain"], k["selector"]))}
+                   for k in ring["keys"] if k["state"] == "active"},
+        "publish": [dict(k, txt_value=dkim_txt_value(k["key_type"], k["public_key"]) if k["public_key"] else None)
+                    for k in published_keys(ring)],
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "domains": {"type": "list", "elements": "str", "required": True},
+            "key_dir": {"type": "path", "required": True},
+            "rsa_bits": {"type": "int", "default": 2048},
+            "ed25519": {"type": "bool", "default": False},
+            "owner": {"type": "str", "default": "root"},
+            "group": {"type": "str", "default": "root"},
+            "mode": {"type": "str", "default": "0600"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    key_dir = params["key_dir"]
+    if not os.path.isdir(key_dir):
+        module.fail_json(msg=f"key_dir {key_dir} does not exist or is not a directory")
+    try:
+        uid = pwd.getpwnam(params["owner"]).pw_uid
+        gid = grp.getgrnam(params["group"]).gr_gid
+        mode = int(params["mode"], 8)
+    except (KeyError, ValueError) as exc:
+        module.fail_json(msg=f"owner, group or mode is invalid: {exc}")
+    wanted = {"rsa": params["rsa_bits"], **({"ed25519": None} if params["ed25519"] else {})}
+
+    now = time.time()
+    changed, created, results = False, [], {}
+    diff = {"before": {}, "after": {}}
+    try:
+        for domain in params["domains"]:
+            ring = _load_ring(key_dir, domain)
+            incomplete = [k for k in ring["keys"] if k["state"] != "retired" and not k.get("public_key")]
+            planned = plan_initial_keys(ring, wanted, now)
+            diff["before"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
+            if planned or incomplete:
+                changed = True
+                created += [f"{domain}/{k['selector']}" for k in planned + incomplete]
+                ring = with_keys(ring, [dict(k, public_key=None) for k in planned])
+                if not module.check_mode:
+                    state_file = os.path.join(key_dir, f"{domain}.json")
+                    # Record the new selectors before their keys exist: an interrupted run is completed by
+                    # the next one instead of leaving key files the state does not know.
+                    save_json(state_file, ring, mode, uid, gid)
+                    save_json(state_file, _complete(ring, key_dir, mode, uid, gid), mode, uid, gid)
+            diff["after"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
+            results[domain] = _summary(ring, key_dir)
+            for path in [os.path.join(key_dir, f"{domain}.json")] + [
+                    os.path.join(key_dir, key_file_name(domain, k["selector"])) for k in ring["keys"]
+                    if k["state"] != "retired"]:
+                if os.path.exists(path):
+                    changed = module.set_fs_attributes_if_different(
+                        {"path": path, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
+                         "attributes": None, "secontext": [None, None, None]}, changed)
+                elif not module.check_mode:
+                    module.fail_json(msg=f"{domain}: {path} is missing although the key ring lists it")
+    except (KeyRingError, StateFileError) as exc:
+        module.fail_json(msg=str(exc))
+
+    module.exit_json(changed=changed, domains=results, created=created, diff=diff)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Unit tests of DKIM key generation and the initial key ring plan."""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import time
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dkim_keyring as ring_
+
+NOW = calendar.timegm(time.strptime("2026-11-25 12:00", "%Y-%m-%d %H:%M"))
+
+
+@pytest.fixture(scope="module")
+def rsa_pem():
+    return ring_.generate_private_key("rsa", 1024)
+
+
+def test_rsa_key_is_pkcs8_pem_of_the_requested_size(rsa_pem):
+    assert rsa_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    key = serialization.load_pem_private_key(rsa_pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 1024
+
+
+def test_rsa_public_key_is_the_subject_public_key_info(rsa_pem):
+    der = base64.b64decode(ring_.public_key_b64(rsa_pem))
+    public = serialization.load_der_public_key(der)
+    assert public.public_numbers() == serialization.load_pem_private_key(rsa_pem, None).public_key().public_numbers()
+
+
+def test_ed25519_public_key_is_the_raw_32_bytes():
+    assert len(base64.b64decode(ring_.public_key_b64(ring_.generate_private_key("ed25519", None)))) == 32
+
+
+@pytest.mark.parametrize("key_type, bits, message", [
+    ("rsa", 512, "at least 1024 bits"),
+    ("rsa", 1023, "at least 1024 bits"),
+    ("rsa", None, "at least 1024 bits"),
+    ("rsa", True, "at least 1024 bits"),
+    ("dsa", 2048, "is not one of rsa, ed25519"),
+])
+def test_bad_key_requests_are_refused(key_type, bits, message):
+    with pytest.raises(ring_.KeyRingError, match=message):
+        ring_.generate_private_key(key_type, bits)
+
+
+@pytest.mark.parametrize("key_type, taken, selector", [
+    ("rsa", set(), "20261125"),
+    ("rsa", {"20261125"}, "20261125-2"),
+    ("rsa", {"20261125", "20261125-2"}, "20261125-3"),
+    ("ed25519", {"20261125"}, "20261125-ed25519"),
+])
+def test_selectors_are_date_like_and_unique(key_type, taken, selector):
+    assert ring_.selector_for(key_type, NOW, taken) == selector
+
+
+def test_first_run_plans_one_active_key_per_wanted_type():
+    planned = ring_.plan_initial_keys(ring_.new_ring("example.test"), {"rsa": 2048, "ed25519": None}, NOW)
+    assert planned == [
+        {"selector": "20261125", "key_type": "rsa", "bits": 2048, "state": "active", "created": NOW, "activated": NOW},
+        {"selector": "20261125-ed25519", "key_type": "ed25519", "bits": None, "state": "active", "created": NOW,
+         "activated": NOW},
+    ]
+
+
+def test_ring_with_active_keys_plans_nothing():
+    ring = ring_.with_keys(ring_.new_ring("example.test"),
+                           ring_.plan_initial_keys(ring_.new_ring("example.test"), {"rsa": 2048}, NOW))
+    assert ring_.plan_initial_keys(ring, {"rsa": 2048}, NOW + 86400) == []
+
+
+def test_adding_ed25519_later_keeps_the_rsa_key():
+    ring = ring_.with_keys(ring_.new_ring("example.test"),
+                           ring_.plan_initial_keys(ring_.new_ring("example.test"), {"rsa": 2048}, NOW))
+    planned = ring_.plan_initial_keys(ring, {"rsa": 2048, "ed25519": None}, NOW + 86400)
+    assert [(k["selector"], k["key_type"]) for k in planned] == [("20261126-ed25519", "ed25519")]
+
+
+def test_changing_the_rsa_size_of_an_active_key_is_refused():
+    ring = ring_.with_keys(ring_.new_ring("example.test"),
+                           ring_.plan_initial_keys(ring_.new_ring("example.test"), {"rsa": 2048}, NOW))
+    with pytest.raises(ring_.KeyRingError, match="changing the size is a key rotation"):
+        ring_.plan_initial_keys(ring, {"rsa": 4096}, NOW)
+
+
+def test_with_keys_does_not_change_the_original():
+    ring = ring_.new_ring("example.test")
+    ring_.with_keys(ring, [{"selector": "s1"}])
+    assert ring["keys"] == []
+
+
+@pytest.mark.parametrize("ring, message", [
+    ({"version": 2, "domain": "example.test", "keys": []}, "not a version 1 ring"),
+    ({"version": 1, "domain": "example.org", "keys": []}, "not a version 1 ring"),
+    ({"version": 1, "domain": "example.test", "keys": {}}, "not a version 1 ring"),
+    ({"version": 1, "domain": "example.test", "keys": [{"selector": "s1", "key_type": "rsa", "state": "odd"}]},
+     "unknown state or type"),
+    ({"version": 1, "domain": "example.test", "keys": [{"selector": "S_1", "key_type": "rsa", "state": "active"}]},
+     "DKIM selector"),
+])
+def test_invalid_rings_are_refused(ring, message):
+    with pytest.raises(ValueError, match=message):
+        ring_.check_ring(ring, "example.test")
+
+
+def test_published_keys_leave_out_retired_ones():
+    ring = {"version": 1, "domain": "example.test", "keys": [
+        {"selector": "old", "key_type": "rsa", "state": "retired", "public_key": "A"},
+        {"selector": "cur", "key_type": "rsa", "state": "active", "public_key": "B"},
+        {"selector": "new", "key_type": "rsa", "state": "published", "public_key": "C"},
+    ]}
+    assert [k["selector"] for k in ring_.published_keys(ring)] == ["cur", "new"]

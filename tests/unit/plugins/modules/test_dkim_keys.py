@@ -1,0 +1,133 @@
+"""The dkim_keys module as Ansible runs it (ad-hoc, on this machine): check mode, idempotence, ownership,
+recovery, refusals, and keys that really sign what their published record verifies (dkimpy)."""
+
+from __future__ import annotations
+
+import base64
+import grp
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+ROOT = Path(__file__).resolve().parents[4]
+ANSIBLE = Path(sys.executable).parent / "ansible"
+DOMAINS = ["example.test", "example.org"]
+
+
+def run_module(args: dict, check: bool = False) -> dict:
+    command = [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", "-m", "opendove.mailserver.dkim_keys",
+               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    result = subprocess.run(command + (["--check"] if check else []), capture_output=True, text=True, env=env,
+                            cwd=ROOT, check=False, timeout=120)
+    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def dkimpy_private_key(pem: bytes) -> bytes:
+    """dkimpy takes RSA keys as PEM and Ed25519 keys as the base64 of the raw 32-byte seed."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return base64.b64encode(key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                                  serialization.NoEncryption()))
+    return pem
+
+
+@pytest.fixture
+def key_dir(tmp_path):
+    return tmp_path
+
+
+def args_for(key_dir, **extra):
+    return {"domains": DOMAINS, "key_dir": str(key_dir), "owner": "nobody", "group": "nogroup", "mode": "0640",
+            **extra}
+
+
+def test_check_mode_reports_the_keys_it_would_make_and_writes_nothing(key_dir):
+    result = run_module(args_for(key_dir), check=True)
+    assert result["changed"] is True
+    assert sorted(c.split("/")[0] for c in result["created"]) == sorted(DOMAINS)
+    assert result["domains"]["example.test"]["publish"][0]["public_key"] is None
+    assert list(key_dir.iterdir()) == []
+
+
+def test_run_creates_keys_owned_by_the_signer_then_changes_nothing(key_dir):
+    first = run_module(args_for(key_dir))
+    assert first["changed"] is True and "failed" not in first
+    for domain in DOMAINS:
+        active = first["domains"][domain]["active"]["rsa"]
+        key_file = Path(active["key_file"])
+        for path in (key_file, key_dir / f"{domain}.json"):
+            st = path.stat()
+            assert (pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)) == \
+                ("nobody", "nogroup", 0o640)
+        assert "BEGIN PRIVATE KEY" not in json.dumps(first)
+    second = run_module(args_for(key_dir))
+    assert second["changed"] is False and second["created"] == []
+    assert second["domains"] == first["domains"]
+    assert run_module(args_for(key_dir), check=True)["changed"] is False
+
+
+def test_published_record_verifies_what_the_key_signs(key_dir):
+    result = run_module(args_for(key_dir, ed25519=True))
+    for domain in DOMAINS:
+        publish = {k["selector"]: k["txt_value"] for k in result["domains"][domain]["publish"]}
+        assert sorted(result["domains"][domain]["active"]) == ["ed25519", "rsa"]
+        for key_type, active in result["domains"][domain]["active"].items():
+            message = f"From: a@{domain}\r\nTo: b@elsewhere.test\r\nSubject: t\r\n\r\nbody\r\n".encode()
+            signature = dkim.sign(message, active["selector"].encode(), domain.encode(),
+                                  dkimpy_private_key(Path(active["key_file"]).read_bytes()),
+                                  signature_algorithm=b"rsa-sha256" if key_type == "rsa" else b"ed25519-sha256")
+            record = publish[active["selector"]].encode()
+            assert dkim.verify(signature + message, dnsfunc=lambda name, timeout=5, r=record: r)
+
+
+def test_drifted_mode_is_put_back(key_dir):
+    key_file = Path(run_module(args_for(key_dir))["domains"]["example.test"]["active"]["rsa"]["key_file"])
+    key_file.chmod(0o644)
+    assert run_module(args_for(key_dir))["changed"] is True
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o640
+
+
+def test_key_files_without_a_state_file_are_refused(key_dir):
+    run_module(args_for(key_dir))
+    (key_dir / "example.test.json").unlink()
+    result = run_module(args_for(key_dir))
+    assert result.get("failed") is True
+    assert "the key ring state example.test.json is missing" in result["msg"]
+
+
+def test_a_corrupt_state_file_is_refused(key_dir):
+    run_module(args_for(key_dir))
+    (key_dir / "example.test.json").write_text("{")
+    result = run_module(args_for(key_dir))
+    assert result.get("failed") is True and "cannot be read as JSON" in result["msg"]
+
+
+def test_an_interrupted_run_is_completed(key_dir):
+    """A run killed after recording the new selector but before writing its key."""
+    state = {"version": 1, "domain": "example.test", "keys": [
+        {"selector": "20261125", "key_type": "rsa", "bits": 2048, "state": "active", "created": 1,
+         "activated": 1, "public_key": None}]}
+    (key_dir / "example.test.json").write_text(json.dumps(state))
+    result = run_module(args_for(key_dir))
+    assert "example.test/20261125" in result["created"]
+    assert (key_dir / "example.test.20261125.key").exists()
+    assert result["domains"]["example.test"]["publish"][0]["public_key"]
+
+
+@pytest.mark.parametrize("extra, message", [({"rsa_bits": 512}, "at least 1024 bits"),
+                                            ({"owner": "no-such-user"}, "owner, group or mode is invalid")])
+def test_bad_parameters_fail_before_writing(key_dir, extra, message):
+    result = run_module(args_for(key_dir, **extra))
+    assert result.get("failed") is True and message in result["msg"]
+    assert list(key_dir.iterdir()) == []
