@@ -13,7 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 
-from ansible_collections.opendove.mailserver.plugins.module_utils._site_model import is_hostname, split_address
+from ansible_collections.opendove.mailserver.plugins.module_utils._names import is_hostname, split_address
 
 TXT_STRING_MAX = 255
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4
@@ -113,16 +113,16 @@ def spf_value(policy: str | None) -> str:
     return policy
 
 
-def _report_uris(domain: str, tag: str, addresses: object) -> list[str]:
+def _report_uris(domain: str, label: str, addresses: object) -> list[str]:
     if isinstance(addresses, str):
         addresses = [addresses]
     if not isinstance(addresses, list):
-        raise DnsRecordError(f"{domain}: DMARC {tag} must be a list of mailto: addresses")
+        raise DnsRecordError(f"{domain}: {label} must be a list of mailto: addresses")
     uris = []
     for entry in addresses:
         address = entry.removeprefix("mailto:") if isinstance(entry, str) else None
         if address is None or split_address(address.split("!")[0]) is None:
-            raise DnsRecordError(f"{domain}: DMARC {tag} entry {entry!r} is not a mailto: address")
+            raise DnsRecordError(f"{domain}: {label} entry {entry!r} is not a mailto: address")
         uris.append(f"mailto:{address}")
     return uris
 
@@ -174,7 +174,7 @@ def _dmarc_value(domain: str, tag: str, value: object) -> str:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise bad("a positive number of seconds")
         return str(value)
-    return ",".join(_report_uris(domain, tag, value))
+    return ",".join(_report_uris(domain, f"DMARC {tag}", value))
 
 
 def dmarc_value(domain: str, settings: Mapping | None) -> str:
@@ -192,6 +192,21 @@ def tlsrpt_value(domain: str, rua: object) -> str:
         else:
             uris.extend(_report_uris(domain, "tlsrpt_rua", [entry]))
     return f"v=TLSRPTv1; rua={','.join(uris)}"
+
+
+def domain_policy_errors(domain: Mapping) -> list[tuple[str, str]]:
+    """(field, problem) for each DNS policy of a mail_domains entry that cannot be published."""
+    name = domain["name"]
+    checks = (("spf", lambda: spf_value(domain.get("spf"))),
+              ("dmarc", lambda: dmarc_value(name, domain.get("dmarc"))),
+              ("tlsrpt_rua", lambda: tlsrpt_value(name, domain.get("tlsrpt_rua"))))
+    errors = []
+    for field, check in checks:
+        try:
+            check()
+        except DnsRecordError as exc:
+            errors.append((field, str(exc).removeprefix(f"{name}: ")))
+    return errors
 
 
 def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# RFC 5322 dot-atom local part: what a mailbox name in a virtual table can safely be.
-_LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import domain_policy_errors
+from ansible_collections.opendove.mailserver.plugins.module_utils._names import is_hostname, split_address
+
 _B64 = "[./0-9A-Za-z]"
 # Crypt strings both OpenSMTPD (crypt(3), libxcrypt) and Dovecot (scheme CRYPT) accept, and that are strong.
 _STRONG_HASHES = {
@@ -26,24 +26,6 @@ _WEAK_CRYPT_PREFIXES = {"$1$": "MD5-crypt", "$5$": "SHA256-crypt", "$2a$": "bcry
 
 class SiteModelError(ValueError):
     """The site model is inconsistent; the message names the variable and the entry."""
-
-
-def is_hostname(name: object) -> bool:
-    """True for a lower-case fully qualified DNS name of at least two labels."""
-    if not isinstance(name, str) or len(name) > 253 or name != name.lower():
-        return False
-    labels = name.split(".")
-    return len(labels) >= 2 and all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
-
-
-def split_address(address: object) -> tuple[str, str] | None:
-    """(local part, domain) of a valid lower-case address, else None."""
-    if not isinstance(address, str) or address.count("@") != 1 or len(address) > 254:
-        return None
-    local, domain = address.split("@")
-    if len(local) > 64 or not _LOCAL_PART.match(local) or not is_hostname(domain):
-        return None
-    return local, domain
 
 
 def hash_scheme(value: object) -> str | None:
@@ -106,6 +88,7 @@ def validate_site(
         if name in domain_names:
             errors.append(f"{where} ({name}): the domain is listed twice")
         domain_names.append(name)
+        errors.extend(f"{where} ({name}).{field}: {problem}" for field, problem in domain_policy_errors(entry))
         catchall = entry.get("catchall", False)
         if catchall is not False:
             catchalls.append((index, name, catchall))

@@ -228,3 +228,14 @@ def test_sender_table_survives_an_alias_loop():
     aliases = {"a@example.test": ["b@example.test"], "b@example.test": ["a@example.test", "alice@example.test"]}
     assert site.sender_table(SITE["accounts"][:1], aliases) == [
         ("alice@example.test", ["a@example.test", "alice@example.test", "b@example.test"])]
+
+
+@pytest.mark.parametrize("policy, message", [
+    ({"dmarc": {"p": "block"}}, "mail_domains[1] (example.org).dmarc: DMARC p='block' is invalid"),
+    ({"spf": "v=spf1 " + "a " * 11 + "-all"}, "mail_domains[1] (example.org).spf: SPF policy"),
+    ({"tlsrpt_rua": ["not-an-address"]}, "mail_domains[1] (example.org).tlsrpt_rua: tlsrpt_rua entry"),
+])
+def test_unpublishable_dns_policy_is_named(policy, message):
+    domains = [SITE["domains"][0], dict(SITE["domains"][1], **policy)]
+    errors = errors_of(domains=domains)
+    assert len(errors) == 1 and errors[0].startswith(message)

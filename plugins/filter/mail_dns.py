@@ -1,0 +1,44 @@
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Jinja filters that compute DNS records; the logic lives in module_utils/_dns_records.py."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
+    DnsRecordError,
+    domain_records,
+    host_records,
+    zone_fragment,
+)
+
+
+def mail_dns_records(domains, mx_hosts, dkim_keys, ttl=3600):
+    """Per domain name: its records and a zone fragment.
+
+    mx_hosts: [{hostname, priority}]; dkim_keys: {domain: [{selector, key_type, public_key}]}.
+    """
+    try:
+        result = {}
+        for domain in domains:
+            records = domain_records(domain, mx_hosts, dkim_keys.get(domain["name"], []), ttl)
+            result[domain["name"]] = {"records": records, "zone": zone_fragment(records)}
+        return result
+    except DnsRecordError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def mail_host_records(hostname, addresses, ttl=3600):
+    """The A/AAAA records of an MX host and the PTR record each of its addresses needs."""
+    try:
+        return host_records(hostname, addresses, ttl)
+    except (DnsRecordError, ValueError) as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+class FilterModule:
+    """opendove.mailserver DNS record filters."""
+
+    def filters(self):
+        return {"mail_dns_records": mail_dns_records, "mail_host_records": mail_host_records}

@@ -1,0 +1,30 @@
+"""The DNS filters return records and zone fragments, and turn record errors into filter errors."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.opendove.mailserver.plugins.filter.mail_dns import FilterModule
+
+FILTERS = FilterModule().filters()
+MX = [{"hostname": "mx1.example.test", "priority": 10}]
+
+
+def test_records_and_zone_per_domain():
+    result = FILTERS["mail_dns_records"]([{"name": "example.test"}, {"name": "example.org"}], MX,
+                                         {"example.test": [{"selector": "s1", "key_type": "rsa", "public_key": "AB"}]},
+                                         300)
+    assert sorted(result) == ["example.org", "example.test"]
+    assert "s1._domainkey.example.test.\t300\tIN\tTXT\t\"v=DKIM1; k=rsa; h=sha256; t=s; p=AB\"" in \
+        result["example.test"]["zone"]
+    assert "_domainkey" not in result["example.org"]["zone"]
+
+
+def test_record_errors_become_filter_errors():
+    with pytest.raises(AnsibleFilterError, match="DMARC p='maybe' is invalid"):
+        FILTERS["mail_dns_records"]([{"name": "example.test", "dmarc": {"p": "maybe"}}], MX, {})
+    with pytest.raises(AnsibleFilterError):
+        FILTERS["mail_host_records"]("mx1.example.test", ["not-an-address"])
+
+
+def test_host_records():
+    assert [r["type"] for r in FILTERS["mail_host_records"]("mx1.example.test", ["192.0.2.1"])] == ["A", "PTR"]
