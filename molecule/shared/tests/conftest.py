@@ -13,8 +13,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import testinfra
 
 DELIVERY_TIMEOUT = 30  # seconds to wait for a message to show up in a mailbox
+INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+SINK_MAILDIR = "/srv/sink/Maildir"  # the outside world's mailbox (molecule/shared/tasks/smtp_sink.yml)
 
 
 @pytest.fixture(scope="module")
@@ -96,4 +99,17 @@ def fetch(address: str, tls: ssl.SSLContext, login: str, password: str, subject:
                 return data[0][1]
         if time.monotonic() > deadline:
             raise AssertionError(f"no message {subject!r} in {login}'s INBOX after {DELIVERY_TIMEOUT} s")
+        time.sleep(0.5)
+
+
+def outside_message(message_id: str) -> str:
+    """The message with this Message-ID as the outside world's SMTP sink stored it, waiting for delivery."""
+    sink = testinfra.get_host("ansible://outside", ansible_inventory=str(INVENTORY))
+    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    while True:
+        found = sink.run(f"grep -rlF -- '{message_id}' {SINK_MAILDIR}/new")
+        if found.rc == 0:
+            return sink.file(found.stdout.split()[0]).content_string
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no message {message_id} reached the outside world after {DELIVERY_TIMEOUT} s")
         time.sleep(0.5)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import testinfra
-from conftest import deliver_inbound, fetch, host_address, new_message, submit
+from conftest import INVENTORY, deliver_inbound, fetch, host_address, new_message, submit
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
