@@ -24,10 +24,6 @@ _STRONG_HASHES = {
 _WEAK_CRYPT_PREFIXES = {"$1$": "MD5-crypt", "$5$": "SHA256-crypt", "$2a$": "bcrypt $2a$ (buggy variant)"}
 
 
-class SiteModelError(ValueError):
-    """The site model is inconsistent; the message names the variable and the entry."""
-
-
 def hash_scheme(value: object) -> str | None:
     """Name of the strong crypt scheme of value, or None if it is not one."""
     if not isinstance(value, str):
@@ -173,13 +169,6 @@ def _alias_loop_errors(aliases: Mapping) -> list[str]:
         if alias not in state:
             visit(alias, [alias])
     return errors
-
-
-def check_site(*args: object) -> None:
-    """Raise SiteModelError with every problem, one per line."""
-    errors = validate_site(*args)
-    if errors:
-        raise SiteModelError("\n".join(errors))
 
 
 def virtual_table(domains: Iterable[Mapping], accounts: Iterable[Mapping], aliases: Mapping,

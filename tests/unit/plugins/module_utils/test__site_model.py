@@ -195,11 +195,10 @@ def test_bad_catchall_is_named(catchall, message):
     assert errors_of(domains=domains) == [f"mail_domains[1] (example.org).catchall: {message}"]
 
 
-def test_check_site_raises_with_every_error():
-    with pytest.raises(site.SiteModelError) as raised:
-        site.check_site("mx1", [], [], {}, "/c", "/k")
-    assert str(raised.value).splitlines() == ["mail_hostname: 'mx1' is not a lower-case fully qualified host name",
-                                              "mail_domains: must be a non-empty list of domain entries"]
+def test_every_problem_is_reported_at_once():
+    assert site.validate_site("mx1", [], [], {}, "/c", "/k") == [
+        "mail_hostname: 'mx1' is not a lower-case fully qualified host name",
+        "mail_domains: must be a non-empty list of domain entries"]
 
 
 def test_virtual_table_maps_mailboxes_aliases_and_catchalls():
