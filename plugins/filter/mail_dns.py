@@ -29,12 +29,13 @@ def mail_dns_records(domains, mx_hosts, dkim_keys, ttl=3600):
         raise AnsibleFilterError(str(exc)) from exc
 
 
-def mail_host_records(hostname, addresses, ttl=3600):
-    """The A/AAAA records of an MX host and the PTR record each of its addresses needs."""
+def mail_host_records(mx_hosts, ttl=3600):
+    """The A/AAAA records of the MX hosts ([{hostname, addresses}]) and the PTR record each address needs."""
     try:
-        return host_records(hostname, addresses, ttl)
+        records = [record for host in mx_hosts for record in host_records(host["hostname"], host["addresses"], ttl)]
     except (DnsRecordError, ValueError) as exc:
         raise AnsibleFilterError(str(exc)) from exc
+    return {"records": records, "zone": zone_fragment(records)}
 
 
 class FilterModule:

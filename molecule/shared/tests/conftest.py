@@ -113,3 +113,8 @@ def outside_message(message_id: str) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"no message {message_id} reached the outside world after {DELIVERY_TIMEOUT} s")
         time.sleep(0.5)
+
+
+def mail_hosts() -> list:
+    """Every host of the scenario's `mail` group, as testinfra hosts."""
+    return testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))

@@ -10,8 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import testinfra
-from conftest import INVENTORY, deliver_inbound, fetch, host_address, new_message, submit
+from conftest import INVENTORY, deliver_inbound, fetch, host_address, mail_hosts, new_message, submit
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -29,10 +28,6 @@ def run_site(*args: str, succeed: bool = True) -> tuple[dict[str, tuple[int, int
     recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(result.stdout)}
     assert recap, result.stdout[-2000:]
     return recap, result.stdout + result.stderr
-
-
-def mail_hosts():
-    return testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))
 
 
 def message_files(host) -> set[str]:

@@ -23,8 +23,13 @@ def test_record_errors_become_filter_errors():
     with pytest.raises(AnsibleFilterError, match="DMARC p='maybe' is invalid"):
         FILTERS["mail_dns_records"]([{"name": "example.test", "dmarc": {"p": "maybe"}}], MX, {})
     with pytest.raises(AnsibleFilterError):
-        FILTERS["mail_host_records"]("mx1.example.test", ["not-an-address"])
+        FILTERS["mail_host_records"]([{"hostname": "mx1.example.test", "addresses": ["not-an-address"]}])
 
 
-def test_host_records():
-    assert [r["type"] for r in FILTERS["mail_host_records"]("mx1.example.test", ["192.0.2.1"])] == ["A", "PTR"]
+def test_host_records_of_every_mx_host():
+    result = FILTERS["mail_host_records"]([{"hostname": "mx1.example.test", "addresses": ["192.0.2.1"]},
+                                          {"hostname": "mx2.example.test", "addresses": ["192.0.2.2"]}], 60)
+    assert [(r["name"], r["type"]) for r in result["records"]] == [
+        ("mx1.example.test.", "A"), ("1.2.0.192.in-addr.arpa.", "PTR"),
+        ("mx2.example.test.", "A"), ("2.2.0.192.in-addr.arpa.", "PTR")]
+    assert "2.2.0.192.in-addr.arpa.\t60\tIN\tPTR\tmx2.example.test.\n" in result["zone"]
