@@ -7,6 +7,7 @@ import imaplib
 import os
 import smtplib
 import ssl
+import subprocess
 import time
 import uuid
 from email.message import EmailMessage
@@ -17,6 +18,7 @@ import testinfra
 
 DELIVERY_TIMEOUT = 30  # seconds to wait for a message to show up in a mailbox
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 SINK_MAILDIR = "/srv/sink/Maildir"  # the outside world's mailbox (molecule/shared/tasks/smtp_sink.yml)
 
 
@@ -118,3 +120,13 @@ def outside_message(message_id: str) -> str:
 def mail_hosts() -> list:
     """Every host of the scenario's `mail` group, as testinfra hosts."""
     return testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))
+
+
+def run_playbook(playbook: str, *args: str, succeed: bool = True) -> str:
+    """Run a playbook of the project (path relative to it) against the scenario's inventory, as a user
+    would; assert it succeeds (or fails); return its whole output."""
+    result = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / playbook), *args],
+                            capture_output=True, text=True, timeout=900, check=False,
+                            env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"))
+    assert (result.returncode == 0) == succeed, result.stdout[-4000:] + result.stderr[-2000:]
+    return result.stdout + result.stderr

@@ -5,31 +5,19 @@ asking only the scenario's DNS server)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import dns.resolver
 import dns.reversename
 import pytest
-from conftest import INVENTORY, host_address, mail_hosts
-
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-
-
-def run_playbook(playbook: Path, *args: str) -> None:
-    result = subprocess.run(["ansible-playbook", "-i", str(INVENTORY), str(playbook), *args],
-                            capture_output=True, text=True, timeout=600, check=False,
-                            env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"))
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+from conftest import host_address, mail_hosts, run_playbook
 
 
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory):
     """dns_records.yml's output, published on the scenario's DNS server."""
     out = tmp_path_factory.mktemp("dns-records")
-    run_playbook(PROJECT / "playbooks" / "dns_records.yml", "-e", f"dns_records_dir={out}")
-    run_playbook(PROJECT / "molecule" / "shared" / "publish_dns.yml", "-e", f"test_dns_records_dir={out}")
+    run_playbook("playbooks/dns_records.yml", "-e", f"dns_records_dir={out}")
+    run_playbook("molecule/shared/publish_dns.yml", "-e", f"test_dns_records_dir={out}")
     return out
 
 

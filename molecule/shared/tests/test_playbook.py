@@ -6,28 +6,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, deliver_inbound, fetch, host_address, mail_hosts, new_message, submit
+from conftest import deliver_inbound, fetch, host_address, mail_hosts, new_message, run_playbook, submit
 
-PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def run_site(*args: str, succeed: bool = True) -> tuple[dict[str, tuple[int, int, int]], str]:
     """Run playbooks/site.yml against the scenario's hosts: (changed, unreachable, failed) per host, and
     the output."""
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / "site.yml"), *args],
-        capture_output=True, text=True, timeout=900, check=False,
-        env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"),
-    )
-    assert (result.returncode == 0) == succeed, result.stdout[-4000:] + result.stderr[-2000:]
-    recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(result.stdout)}
-    assert recap, result.stdout[-2000:]
-    return recap, result.stdout + result.stderr
+    output = run_playbook("playbooks/site.yml", *args, succeed=succeed)
+    recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(output)}
+    assert recap, output[-2000:]
+    return recap, output
 
 
 def message_files(host) -> set[str]:
