@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._site_model import (
     credential_table,
+    default_dkim_signer,
+    dkim_signer_errors,
     sender_table,
     validate_site,
     virtual_table,
@@ -32,6 +34,16 @@ def mail_sender_table(accounts, aliases):
     return [[login, allowed] for login, allowed in sender_table(accounts, aliases)]
 
 
+def mail_default_dkim_signer(facts):
+    """The DKIM signer of the platform these host facts describe."""
+    return default_dkim_signer(facts["distribution"], facts["distribution_major_version"])
+
+
+def mail_dkim_signer_errors(signer, facts):
+    """Why this signer cannot sign on the platform these host facts describe; empty when it can."""
+    return dkim_signer_errors(signer, facts["distribution"], facts["distribution_major_version"])
+
+
 class FilterModule:
     """opendove.mailserver site model filters."""
 
@@ -41,4 +53,6 @@ class FilterModule:
             "mail_virtual_table": mail_virtual_table,
             "mail_credential_table": mail_credential_table,
             "mail_sender_table": mail_sender_table,
+            "mail_default_dkim_signer": mail_default_dkim_signer,
+            "mail_dkim_signer_errors": mail_dkim_signer_errors,
         }

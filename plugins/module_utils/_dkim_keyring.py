@@ -75,9 +75,14 @@ def check_ring(ring: dict, domain: str) -> dict:
     return ring
 
 
-def selector_for(key_type: str, now: float, taken: set[str]) -> str:
-    """A date-like selector (20261125, or 20261125-ed25519), made unique with -2, -3, ... if taken."""
-    base = time.strftime("%Y%m%d", time.gmtime(now)) + ("" if key_type == "rsa" else f"-{key_type}")
+def selector_for(key_type: str, now: float, taken: set[str], tag: str = "") -> str:
+    """A date-like selector (20261125, or 20261125-ed25519), made unique with -2, -3, ... if taken.
+
+    tag (the signing host's short name, e.g. mx1) goes after the date, so that several MX hosts that each keep
+    their own keys for a domain never make the same selector on the same day: 20261125-mx1-ed25519.
+    """
+    base = "-".join([time.strftime("%Y%m%d", time.gmtime(now))] + ([tag] if tag else [])
+                    + ([] if key_type == "rsa" else [key_type]))
     selector, n = base, 1
     while selector in taken:
         n += 1
@@ -94,7 +99,7 @@ def key_file_name(domain: str, selector: str) -> str:
     return f"{domain}.{selector}.key"
 
 
-def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float) -> list[dict]:
+def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float, tag: str = "") -> list[dict]:
     """The keys to create so that each wanted type (type -> RSA bits or None) has an active key.
 
     The first key of a type becomes active at once: nothing signs for the domain yet, so there is no
@@ -112,7 +117,7 @@ def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float) -> 
                 raise KeyRingError(f"{domain}: the active RSA key {current['selector']} has {current.get('bits')} "
                                    f"bits, not {bits}; changing the size is a key rotation")
             continue
-        selector = selector_for(key_type, now, taken)
+        selector = selector_for(key_type, now, taken, tag)
         taken.add(selector)
         planned.append({"selector": selector, "key_type": key_type, "bits": bits if key_type == "rsa" else None,
                         "state": "active", "created": int(now), "activated": int(now)})

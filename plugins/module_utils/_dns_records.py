@@ -223,10 +223,16 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
     if not records[0]["values"]:
         raise DnsRecordError(f"{name}: no MX host")
     records.append(txt_record(name, spf_value(domain.get("spf")), ttl))
-    for key in sorted(dkim_keys, key=lambda k: k["selector"]):
+    dkim_values: dict[str, str] = {}
+    for key in dkim_keys:
         selector = check_selector(key["selector"])
-        records.append(txt_record(f"{selector}._domainkey.{name}", dkim_txt_value(key["key_type"], key["public_key"]),
-                                  ttl))
+        value = dkim_txt_value(key["key_type"], key["public_key"])
+        # Each MX host keeps its own keys: the same selector with two keys cannot be published.
+        if dkim_values.setdefault(selector, value) != value:
+            raise DnsRecordError(f"{name}: DKIM selector {selector} is used by two different keys (two hosts "
+                                 "with the same selector tag?)")
+    for selector, value in sorted(dkim_values.items()):
+        records.append(txt_record(f"{selector}._domainkey.{name}", value, ttl))
     records.append(txt_record(f"_dmarc.{name}", dmarc_value(name, domain.get("dmarc")), ttl))
     if domain.get("tlsrpt_rua"):
         records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, domain["tlsrpt_rua"]), ttl))

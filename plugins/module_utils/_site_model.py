@@ -213,3 +213,24 @@ def _expand(address: str, aliases: Mapping, seen: set[str]) -> set[str]:
     for target in _as_targets(aliases[address]):
         result |= _expand(target, aliases, seen | {address})
     return result
+
+
+DKIM_SIGNERS = ("dkimproxy", "rspamd")
+
+
+def default_dkim_signer(distribution: str, major_version: str) -> str:
+    """The platform's DKIM signer: Rspamd where its OpenSMTPD filter passes the authenticated user (Debian 13
+    and later), dkimproxy elsewhere (Debian 12; Alpine, which packages it)."""
+    if distribution == "Debian" and str(major_version).isdigit() and int(major_version) >= 13:
+        return "rspamd"
+    return "dkimproxy"
+
+
+def dkim_signer_errors(signer: object, distribution: str, major_version: str) -> list[str]:
+    """Why `signer` cannot sign on this platform; empty when it can."""
+    if signer not in DKIM_SIGNERS:
+        return [f"mail_dkim_signer: {signer!r} is not one of {', '.join(DKIM_SIGNERS)}"]
+    if signer == "rspamd" and distribution == "Debian" and str(major_version).isdigit() and int(major_version) < 13:
+        return [f"mail_dkim_signer: rspamd cannot sign on Debian {major_version}: its opensmtpd-filter-rspamd does "
+                "not pass the authenticated user to Rspamd, so submissions would leave unsigned; use dkimproxy"]
+    return []

@@ -14,7 +14,8 @@ description:
     appear in results, diffs or logs.
   - Each domain has a key ring, a JSON state file C(<key_dir>/<domain>.json) listing its selectors with their
     state (published, active, retired) and timestamps; keys are C(<key_dir>/<domain>.<selector>.key).
-    Selectors are date-like (C(20261125), C(20261125-ed25519)).
+    Selectors are date-like (C(20261125), C(20261125-ed25519)); with O(selector_tag) the tag follows the date
+    (C(20261125-mx1)), so that several MX hosts, each with its own keys for a domain, never make the same selector.
   - One call handles every domain, so adding a domain adds no task and no round trip.
   - A state file that cannot be read, or key files without a state file, is an error; the module never
     silently makes a new key beside keys that may be in use.
@@ -35,9 +36,17 @@ options:
     elements: str
     required: true
   key_dir:
-    description: Existing directory for key rings and private keys.
+    description:
+      - Directory for key rings and private keys. It is created if missing (parents 0755 root, the directory
+        itself 0750, owned by root and O(group)), so that only the signer's group can enter it.
     type: path
-    required: true
+    default: /var/lib/opendove/dkim
+  selector_tag:
+    description:
+      - Put after the date in new selectors, usually the host's short name; letters a-z, digits and hyphens.
+      - Empty for no tag.
+    type: str
+    default: ""
   rsa_bits:
     description: Size of new RSA keys; at least 1024 (RFC 8301), 2048 recommended.
     type: int
@@ -64,7 +73,7 @@ EXAMPLES = r"""
 - name: Keep a DKIM key ring for every domain, readable by the signer
   opendove.mailserver.dkim_keys:
     domains: "{{ mail_domains | map(attribute='name') }}"
-    key_dir: /var/lib/rspamd/dkim
+    selector_tag: mx1
     ed25519: true
     owner: _rspamd
     group: _rspamd
@@ -80,9 +89,9 @@ domains:
   sample:
     example.test:
       active:
-        rsa: {selector: "20261125", key_file: /var/lib/rspamd/dkim/example.test.20261125.key}
+        rsa: {selector: "20261125-mx1", key_file: /var/lib/opendove/dkim/example.test.20261125-mx1.key}
       publish:
-        - selector: "20261125"
+        - selector: "20261125-mx1"
           key_type: rsa
           public_key: MIIBIjANBgkqh...
           txt_value: "v=DKIM1; k=rsa; h=sha256; t=s; p=MIIBIjANBgkqh..."
@@ -103,6 +112,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import (
     KeyRingError,
+    check_key_request,
     check_ring,
     generate_private_key,
     key_file_name,
@@ -112,7 +122,11 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring 
     published_keys,
     with_keys,
 )
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import dkim_txt_value
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
+    DnsRecordError,
+    check_selector,
+    dkim_txt_value,
+)
 from ansible_collections.opendove.mailserver.plugins.module_utils._state_file import (
     StateFileError,
     load_json,
@@ -156,7 +170,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "domains": {"type": "list", "elements": "str", "required": True},
-            "key_dir": {"type": "path", "required": True},
+            "key_dir": {"type": "path", "default": "/var/lib/opendove/dkim"},
+            "selector_tag": {"type": "str", "default": ""},
             "rsa_bits": {"type": "int", "default": 2048},
             "ed25519": {"type": "bool", "default": False},
             "owner": {"type": "str", "default": "root"},
@@ -167,8 +182,6 @@ def main() -> None:
     )
     params = module.params
     key_dir = params["key_dir"]
-    if not os.path.isdir(key_dir):
-        module.fail_json(msg=f"key_dir {key_dir} does not exist or is not a directory")
     try:
         uid = pwd.getpwnam(params["owner"]).pw_uid
         gid = grp.getgrnam(params["group"]).gr_gid
@@ -176,15 +189,35 @@ def main() -> None:
     except (KeyError, ValueError) as exc:
         module.fail_json(msg=f"owner, group or mode is invalid: {exc}")
     wanted = {"rsa": params["rsa_bits"], **({"ed25519": None} if params["ed25519"] else {})}
+    try:
+        for key_type, bits in wanted.items():
+            check_key_request(key_type, bits)
+        if params["selector_tag"]:
+            check_selector(params["selector_tag"])
+    except (KeyRingError, DnsRecordError) as exc:
+        module.fail_json(msg=str(exc))
+    changed = False
+    if os.path.exists(key_dir) and not os.path.isdir(key_dir):
+        module.fail_json(msg=f"key_dir {key_dir} is not a directory")
+    if not os.path.isdir(key_dir):
+        changed = True
+        if not module.check_mode:
+            os.makedirs(os.path.dirname(key_dir), mode=0o755, exist_ok=True)
+            os.mkdir(key_dir, 0o750)
+    if os.path.isdir(key_dir):
+        changed = module.set_fs_attributes_if_different(
+            {"path": key_dir, "owner": "root", "group": params["group"], "mode": "0750",
+             "attributes": None, "secontext": [None, None, None]}, changed)
+    wanted = {"rsa": params["rsa_bits"], **({"ed25519": None} if params["ed25519"] else {})}
 
     now = time.time()
-    changed, created, results = False, [], {}
+    created, results = [], {}
     diff = {"before": {}, "after": {}}
     try:
         for domain in params["domains"]:
             ring = _load_ring(key_dir, domain)
             incomplete = [k for k in ring["keys"] if k["state"] != "retired" and not k.get("public_key")]
-            planned = plan_initial_keys(ring, wanted, now)
+            planned = plan_initial_keys(ring, wanted, now, params["selector_tag"])
             diff["before"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
             if planned or incomplete:
                 changed = True

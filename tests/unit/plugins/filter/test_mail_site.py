@@ -10,7 +10,16 @@ ALIASES = {"postmaster@example.test": ["alice@example.test"]}
 
 
 def test_every_filter_is_registered():
-    assert set(FILTERS) == {"mail_site_errors", "mail_virtual_table", "mail_credential_table", "mail_sender_table"}
+    assert set(FILTERS) == {"mail_site_errors", "mail_virtual_table", "mail_credential_table", "mail_sender_table",
+                            "mail_default_dkim_signer", "mail_dkim_signer_errors"}
+
+
+def test_dkim_signer_filters_read_the_host_facts():
+    trixie = {"distribution": "Debian", "distribution_major_version": "13"}
+    bookworm = {"distribution": "Debian", "distribution_major_version": "12"}
+    assert FILTERS["mail_default_dkim_signer"](trixie) == "rspamd"
+    assert FILTERS["mail_dkim_signer_errors"]("rspamd", trixie) == []
+    assert "cannot sign on Debian 12" in FILTERS["mail_dkim_signer_errors"]("rspamd", bookworm)[0]
 
 
 def test_mail_site_errors_returns_messages():

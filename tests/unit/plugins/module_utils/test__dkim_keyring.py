@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dkim_keyring as ring_
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import DnsRecordError
 
 NOW = calendar.timegm(time.strptime("2026-11-25 12:00", "%Y-%m-%d %H:%M"))
 
@@ -56,6 +57,20 @@ def test_bad_key_requests_are_refused(key_type, bits, message):
 ])
 def test_selectors_are_date_like_and_unique(key_type, taken, selector):
     assert ring_.selector_for(key_type, NOW, taken) == selector
+
+
+@pytest.mark.parametrize("key_type, taken, selector", [
+    ("rsa", set(), "20261125-mx1"),
+    ("ed25519", set(), "20261125-mx1-ed25519"),
+    ("rsa", {"20261125-mx1"}, "20261125-mx1-2"),
+])
+def test_host_tag_keeps_the_selectors_of_two_mx_hosts_apart(key_type, taken, selector):
+    assert ring_.selector_for(key_type, NOW, taken, "mx1") == selector
+
+
+def test_a_tag_that_makes_a_bad_selector_is_refused():
+    with pytest.raises(DnsRecordError, match="DKIM selector"):
+        ring_.selector_for("rsa", NOW, set(), "MX_1")
 
 
 def test_first_run_plans_one_active_key_per_wanted_type():

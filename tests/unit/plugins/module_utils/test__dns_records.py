@@ -136,6 +136,22 @@ def test_domain_without_report_address_has_no_tlsrpt_record():
     assert "_smtp._tls.example.test." not in [r["name"] for r in records]
 
 
+def test_keys_of_several_hosts_are_all_published_once():
+    keys = [{"selector": "20261125-mx2", "key_type": "rsa", "public_key": KEY},
+            {"selector": "20261125-mx1", "key_type": "rsa", "public_key": KEY + "A"},
+            {"selector": "20261125-mx2", "key_type": "rsa", "public_key": KEY}]
+    names = [r["name"] for r in rec.domain_records({"name": "example.test"}, MX, keys)]
+    assert [n for n in names if "_domainkey" in n] == ["20261125-mx1._domainkey.example.test.",
+                                                       "20261125-mx2._domainkey.example.test."]
+
+
+def test_one_selector_with_two_keys_is_refused():
+    keys = [{"selector": "20261125", "key_type": "rsa", "public_key": KEY},
+            {"selector": "20261125", "key_type": "rsa", "public_key": KEY + "A"}]
+    with pytest.raises(rec.DnsRecordError, match="selector 20261125 is used by two different keys"):
+        rec.domain_records({"name": "example.test"}, MX, keys)
+
+
 def test_domain_without_mx_host_is_refused():
     with pytest.raises(rec.DnsRecordError, match="no MX host"):
         rec.domain_records({"name": "example.test"}, [], [])

@@ -238,3 +238,22 @@ def test_unpublishable_dns_policy_is_named(policy, message):
     domains = [SITE["domains"][0], dict(SITE["domains"][1], **policy)]
     errors = errors_of(domains=domains)
     assert len(errors) == 1 and errors[0].startswith(message)
+
+
+@pytest.mark.parametrize("distribution, major, signer", [
+    ("Debian", "13", "rspamd"), ("Debian", "14", "rspamd"), ("Debian", "12", "dkimproxy"),
+    ("Alpine", "3", "dkimproxy"), ("Debian", "n/a", "dkimproxy"),
+])
+def test_default_dkim_signer_follows_the_platform(distribution, major, signer):
+    assert site.default_dkim_signer(distribution, major) == signer
+    assert site.dkim_signer_errors(signer, distribution, major) == []
+
+
+@pytest.mark.parametrize("signer, major, message", [
+    ("opendkim", "13", "'opendkim' is not one of dkimproxy, rspamd"),
+    (None, "13", "None is not one of"),
+    ("rspamd", "12", "rspamd cannot sign on Debian 12: its opensmtpd-filter-rspamd does not pass the "
+                     "authenticated user"),
+])
+def test_unsupported_dkim_signers_are_refused(signer, major, message):
+    assert message in site.dkim_signer_errors(signer, "Debian", major)[0]

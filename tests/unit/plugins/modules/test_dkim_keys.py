@@ -44,7 +44,8 @@ def dkimpy_private_key(pem: bytes) -> bytes:
 
 @pytest.fixture
 def key_dir(tmp_path):
-    return tmp_path
+    """Not there yet: the module makes it."""
+    return tmp_path / "dkim"
 
 
 def args_for(key_dir, **extra):
@@ -57,7 +58,7 @@ def test_check_mode_reports_the_keys_it_would_make_and_writes_nothing(key_dir):
     assert result["changed"] is True
     assert sorted(c.split("/")[0] for c in result["created"]) == sorted(DOMAINS)
     assert result["domains"]["example.test"]["publish"][0]["public_key"] is None
-    assert list(key_dir.iterdir()) == []
+    assert not key_dir.exists()
 
 
 def test_run_creates_keys_owned_by_the_signer_then_changes_nothing(key_dir):
@@ -118,6 +119,7 @@ def test_an_interrupted_run_is_completed(key_dir):
     state = {"version": 1, "domain": "example.test", "keys": [
         {"selector": "20261125", "key_type": "rsa", "bits": 2048, "state": "active", "created": 1,
          "activated": 1, "public_key": None}]}
+    key_dir.mkdir()
     (key_dir / "example.test.json").write_text(json.dumps(state))
     result = run_module(args_for(key_dir))
     assert "example.test/20261125" in result["created"]
@@ -126,8 +128,21 @@ def test_an_interrupted_run_is_completed(key_dir):
 
 
 @pytest.mark.parametrize("extra, message", [({"rsa_bits": 512}, "at least 1024 bits"),
-                                            ({"owner": "no-such-user"}, "owner, group or mode is invalid")])
+                                            ({"owner": "no-such-user"}, "owner, group or mode is invalid"),
+                                            ({"selector_tag": "MX_1"}, "DKIM selector 'MX_1'")])
 def test_bad_parameters_fail_before_writing(key_dir, extra, message):
     result = run_module(args_for(key_dir, **extra))
     assert result.get("failed") is True and message in result["msg"]
-    assert list(key_dir.iterdir()) == []
+    assert not key_dir.exists()
+
+
+def test_key_dir_is_made_for_the_signer_group_only(key_dir):
+    run_module(args_for(key_dir))
+    info = key_dir.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, grp.getgrgid(info.st_gid).gr_name) == (0o750, 0, "nogroup")
+
+
+def test_selector_tag_names_the_host(key_dir):
+    result = run_module(args_for(key_dir, selector_tag="mx1", ed25519=True))
+    active = result["domains"]["example.test"]["active"]
+    assert [active["rsa"]["selector"][8:], active["ed25519"]["selector"][8:]] == ["-mx1", "-mx1-ed25519"]
