@@ -47,6 +47,14 @@ options:
       - Empty for no tag.
     type: str
     default: ""
+  state:
+    description:
+      - V(present) makes sure every domain has its active keys.
+      - V(query) only reads the key rings and reports them (what C(dns_records.yml) publishes); it changes
+        nothing and ignores the key options.
+    type: str
+    choices: [present, query]
+    default: present
   rsa_bits:
     description: Size of new RSA keys; at least 1024 (RFC 8301), 2048 recommended.
     type: int
@@ -172,6 +180,7 @@ def main() -> None:
             "domains": {"type": "list", "elements": "str", "required": True},
             "key_dir": {"type": "path", "default": "/var/lib/opendove/dkim"},
             "selector_tag": {"type": "str", "default": ""},
+            "state": {"type": "str", "default": "present", "choices": ["present", "query"]},
             "rsa_bits": {"type": "int", "default": 2048},
             "ed25519": {"type": "bool", "default": False},
             "owner": {"type": "str", "default": "root"},
@@ -196,6 +205,12 @@ def main() -> None:
             check_selector(params["selector_tag"])
     except (KeyRingError, DnsRecordError) as exc:
         module.fail_json(msg=str(exc))
+    if params["state"] == "query":
+        try:
+            rings = {domain: _summary(_load_ring(key_dir, domain), key_dir) for domain in params["domains"]}
+        except (KeyRingError, StateFileError) as exc:
+            module.fail_json(msg=str(exc))
+        module.exit_json(changed=False, domains=rings, created=[])
     changed = False
     if os.path.exists(key_dir) and not os.path.isdir(key_dir):
         module.fail_json(msg=f"key_dir {key_dir} is not a directory")
@@ -208,7 +223,6 @@ def main() -> None:
         changed = module.set_fs_attributes_if_different(
             {"path": key_dir, "owner": "root", "group": params["group"], "mode": "0750",
              "attributes": None, "secontext": [None, None, None]}, changed)
-    wanted = {"rsa": params["rsa_bits"], **({"ed25519": None} if params["ed25519"] else {})}
 
     now = time.time()
     created, results = [], {}

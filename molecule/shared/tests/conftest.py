@@ -3,7 +3,9 @@ mail host's own address, TLS verified against the scenario's test CA."""
 
 from __future__ import annotations
 
+import base64
 import imaplib
+import json
 import os
 import smtplib
 import ssl
@@ -13,6 +15,7 @@ import uuid
 from email.message import EmailMessage
 from pathlib import Path
 
+import dns.resolver
 import pytest
 import testinfra
 
@@ -106,7 +109,7 @@ def fetch(address: str, tls: ssl.SSLContext, login: str, password: str, subject:
 
 def outside_message(message_id: str) -> str:
     """The message with this Message-ID as the outside world's SMTP sink stored it, waiting for delivery."""
-    sink = testinfra.get_host("ansible://outside", ansible_inventory=str(INVENTORY))
+    sink = outside_host()
     deadline = time.monotonic() + DELIVERY_TIMEOUT
     while True:
         found = sink.run(f"grep -rlF -- '{message_id}' {SINK_MAILDIR}/new")
@@ -117,9 +120,64 @@ def outside_message(message_id: str) -> str:
         time.sleep(0.5)
 
 
+def outside_host():
+    """The outside world's container (group `outside`), as a testinfra host."""
+    return testinfra.get_hosts(["outside"], connection="ansible", ansible_inventory=str(INVENTORY))[0]
+
+
+# Runs in the outside world's container: an authenticated submission from another host (not from the mail
+# host's own addresses, and not from the runner), reporting the server's answer as JSON.
+_OUTSIDE_SUBMIT = """
+import base64, json, smtplib, ssl, sys
+job = json.loads(base64.b64decode(sys.argv[1]))
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+try:
+    with smtplib.SMTP(job["address"], 587, timeout=30) as client:
+        client.starttls(context=context)
+        client.login(job["login"], job["password"])
+        client.sendmail(job["sender"], job["recipients"], job["message"].encode())
+    print(json.dumps({"code": 250, "error": ""}))
+except smtplib.SMTPResponseException as exc:
+    print(json.dumps({"code": exc.smtp_code, "error": exc.smtp_error.decode(errors="replace")}))
+except smtplib.SMTPServerDisconnected as exc:
+    print(json.dumps({"code": 0, "error": str(exc)}))
+"""
+
+
+def submit_from_outside(address: str, login: str, password: str, msg: EmailMessage,
+                        recipients: list[str] | None = None, sender: str | None = None) -> dict:
+    """Submit msg on port 587 of `address` from the outside world's container: {code, error} of the answer."""
+    job = {"address": address, "login": login, "password": password, "message": msg.as_string(),
+           "sender": sender or login, "recipients": recipients or [msg["To"]]}
+    encoded = base64.b64encode(json.dumps(job).encode()).decode()
+    script = base64.b64encode(_OUTSIDE_SUBMIT.encode()).decode()
+    output = outside_host().check_output(f'python3 -c "$(echo {script} | base64 -d)" {encoded}')
+    return json.loads(output)
+
+
 def mail_hosts() -> list:
     """Every host of the scenario's `mail` group, as testinfra hosts."""
     return testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))
+
+
+@pytest.fixture(scope="session")
+def published_records(tmp_path_factory):
+    """playbooks/dns_records.yml's output directory, once published on the scenario's DNS server."""
+    out = tmp_path_factory.mktemp("dns-records")
+    run_playbook("playbooks/dns_records.yml", "-e", f"dns_records_dir={out}")
+    run_playbook("molecule/shared/publish_dns.yml", "-e", f"test_dns_records_dir={out}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def scenario_dns():
+    """A resolver that asks only the scenario's DNS server."""
+    dns_server = testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))[0] \
+        .ansible.get_variables()["test_dns_server"]
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [dns_server]
+    return resolver
 
 
 def run_playbook(playbook: str, *args: str, succeed: bool = True) -> str:

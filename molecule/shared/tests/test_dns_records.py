@@ -9,22 +9,16 @@ import json
 import dns.resolver
 import dns.reversename
 import pytest
-from conftest import host_address, mail_hosts, run_playbook
+from conftest import host_address, mail_hosts
 
 
 @pytest.fixture(scope="module")
-def records_dir(tmp_path_factory):
-    """dns_records.yml's output, published on the scenario's DNS server."""
-    out = tmp_path_factory.mktemp("dns-records")
-    run_playbook("playbooks/dns_records.yml", "-e", f"dns_records_dir={out}")
-    run_playbook("molecule/shared/publish_dns.yml", "-e", f"test_dns_records_dir={out}")
-    return out
+def records_dir(published_records):
+    return published_records
 
 
 @pytest.fixture(scope="module")
-def resolver(host_vars):
-    scenario_dns = dns.resolver.Resolver(configure=False)
-    scenario_dns.nameservers = [host_vars["test_dns_server"]]
+def resolver(scenario_dns):
     return scenario_dns
 
 
@@ -61,3 +55,15 @@ def test_hosts_file_gives_each_address_its_ptr(records_dir, host, host_vars):
     records = json.loads((records_dir / "hosts.json").read_text())
     reverse = dns.reversename.from_address(host_address(host)).to_text()
     assert {"name": reverse, "type": "PTR", "ttl": 3600, "values": [f"{host_vars['mail_hostname']}."]} in records
+
+
+def test_every_hosts_dkim_keys_resolve(records_dir, resolver, host, host_vars):
+    """Each MX host signs with its own keys: all of them are published, under selectors tagged by host."""
+    tag = host_vars["mail_hostname"].split(".")[0]
+    for domain in host_vars["mail_domains"]:
+        ring = json.loads(host.file(f"/var/lib/opendove/dkim/{domain['name']}.json").content_string)
+        keys = [k for k in ring["keys"] if k["state"] != "retired"]
+        assert keys and all(f"-{tag}" in k["selector"] for k in keys)
+        for key in keys:
+            assert txt(resolver, f"{key['selector']}._domainkey.{domain['name']}") == [
+                f"v=DKIM1; k={key['key_type']}; h=sha256; t=s; p={key['public_key']}"]

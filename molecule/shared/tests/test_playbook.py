@@ -53,6 +53,11 @@ CLEAR_TEXT = "correct-horse-battery"
     ({"mail_tls_certificate": "/etc/ssl/certs/missing.pem"},
      "mail_tls_certificate / mail_tls_private_key: missing on the host: /etc/ssl/certs/missing.pem"),
     ({"mail_domains": "one.test"}, "mail_domains"),
+    ({"mail_domains": [{"name": "one.test", "dmarc": {"p": "maybe"}}]},
+     "mail_domains[0] (one.test).dmarc: DMARC p='maybe' is invalid; expected none, quarantine or reject"),
+    ({"mail_domains": [{"name": "one.test", "spf": "v=spf1 " + " ".join(f"include:s{i}.test" for i in range(11))
+                        + " -all"}]}, "needs 11 DNS lookups; RFC 7208 allows 10"),
+    ({"mail_dkim_signer": "opendkim"}, "mail_dkim_signer must be one of: dkimproxy, rspamd"),
 ])
 def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
     extra_file = tmp_path / "bad.json"
@@ -62,6 +67,45 @@ def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
     assert "Validate the site model" in output and "PLAY [Mail servers]" not in output
     assert message in output
     assert CLEAR_TEXT not in output
+
+
+def signer() -> str:
+    return mail_hosts()[0].ansible.get_variables()["mail_dkim_signer"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"dkimproxy_archive_sha256": "0" * 64},
+     "sha256 is a245ad2c82b140d9cb5bf7dcd2caf14a7ad5f84e2d8c6758424a874469b0d32b, not dkimproxy_archive_sha256 000"),
+    ({"dkimproxy_archive_src": "/nonexistent/dkimproxy-1.4.1.tar.gz"}, "no such file on the controller"),
+])
+def test_bad_dkimproxy_archive_fails_before_anything_changes(overrides, message, tmp_path):
+    if signer() != "dkimproxy":
+        pytest.skip("the scenario's signer is not dkimproxy")
+    extra_file = tmp_path / "bad.json"
+    extra_file.write_text(json.dumps(overrides))
+    recap, output = run_site("-e", f"@{extra_file}", succeed=False)
+    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert "PLAY [Mail servers]" not in output and message in output
+
+
+def test_rspamd_signer_is_refused_on_debian_12():
+    debian12 = [h for h in mail_hosts() if h.system_info.release.startswith("12")]
+    if not debian12:
+        pytest.skip("no Debian 12 host in this scenario")
+    recap, output = run_site("-e", "mail_dkim_signer=rspamd", "--limit", ",".join(
+        h.backend.host for h in debian12), succeed=False)
+    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert "rspamd cannot sign on Debian 12: its opensmtpd-filter-rspamd does not pass the authenticated user" \
+        in output and "PLAY [Mail servers]" not in output
+
+
+def test_dkim_key_below_1024_bits_is_refused_and_the_keys_stay(tmp_path):
+    variable = f"{signer()}_dkim_rsa_bits"
+    rings = {h.backend.host: h.check_output("sha256sum /var/lib/opendove/dkim/*") for h in mail_hosts()}
+    recap, output = run_site("-e", f"{variable}=512", succeed=False)
+    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert "at least 1024 bits" in output
+    assert rings == {h.backend.host: h.check_output("sha256sum /var/lib/opendove/dkim/*") for h in mail_hosts()}
 
 
 @pytest.mark.parametrize("overrides, config, service", [

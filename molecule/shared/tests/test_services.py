@@ -52,3 +52,32 @@ def test_dovecot_template_matches_installed_series(host):
     version = host.run("dovecot --version").stdout
     config = host.file("/etc/dovecot/dovecot.conf").content_string
     assert ("dovecot_config_version" in config) == version.startswith("2.4")
+
+
+@pytest.fixture(scope="module")
+def signer(host_vars):
+    return host_vars["mail_dkim_signer"]
+
+
+def test_filter_and_signer_run(host, signer):
+    services = ["rspamd"] + (["dkimproxy-out"] if signer == "dkimproxy" else [])
+    for service in services:
+        assert host.service(service).is_running and host.service(service).is_enabled, service
+
+
+def test_signer_and_filter_listen_on_loopback_only(host, signer):
+    ports = [11333] + ([10027, 10028] if signer == "dkimproxy" else [])
+    for port in ports:
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening, port
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
+
+
+def test_dkim_keys_are_readable_by_the_signer_only(host, host_vars, signer):
+    owner, group, mode = ("_rspamd", "_rspamd", 0o600) if signer == "rspamd" else ("root", "dkimproxy", 0o640)
+    key_dir = host.file("/var/lib/opendove/dkim")
+    assert (key_dir.user, key_dir.group, key_dir.mode) == ("root", group, 0o750)
+    keys = host.check_output("find /var/lib/opendove/dkim -name '*.key'").split()
+    assert len(keys) >= len(host_vars["mail_domains"])
+    for path in keys:
+        key = host.file(path)
+        assert (key.user, key.group, key.mode) == (owner, group, mode), path

@@ -10,18 +10,22 @@ MX = [{"hostname": "mx1.example.test", "priority": 10}]
 
 
 def test_records_and_zone_per_domain():
-    result = FILTERS["mail_dns_records"]([{"name": "example.test"}, {"name": "example.org"}], MX,
-                                         {"example.test": [{"selector": "s1", "key_type": "rsa", "public_key": "AB"}]},
-                                         300)
+    rings = [{"example.test": {"publish": [{"selector": "s1", "key_type": "rsa", "public_key": "AB"},
+                                           {"selector": "s3", "key_type": "rsa", "public_key": None}]}},
+             {"example.test": {"publish": [{"selector": "s2", "key_type": "ed25519", "public_key": "CD"}]}}]
+    result = FILTERS["mail_dns_records"]([{"name": "example.test"}, {"name": "example.org"}], MX, rings, 300)
     assert sorted(result) == ["example.org", "example.test"]
     assert "s1._domainkey.example.test.\t300\tIN\tTXT\t\"v=DKIM1; k=rsa; h=sha256; t=s; p=AB\"" in \
         result["example.test"]["zone"]
+    assert "s2._domainkey.example.test.\t300\tIN\tTXT\t\"v=DKIM1; k=ed25519; h=sha256; t=s; p=CD\"" in \
+        result["example.test"]["zone"]
+    assert "s3._domainkey" not in result["example.test"]["zone"]
     assert "_domainkey" not in result["example.org"]["zone"]
 
 
 def test_record_errors_become_filter_errors():
     with pytest.raises(AnsibleFilterError, match="DMARC p='maybe' is invalid"):
-        FILTERS["mail_dns_records"]([{"name": "example.test", "dmarc": {"p": "maybe"}}], MX, {})
+        FILTERS["mail_dns_records"]([{"name": "example.test", "dmarc": {"p": "maybe"}}], MX, [])
     with pytest.raises(AnsibleFilterError):
         FILTERS["mail_host_records"]([{"hostname": "mx1.example.test", "addresses": ["not-an-address"]}])
 

@@ -146,3 +146,14 @@ def test_selector_tag_names_the_host(key_dir):
     result = run_module(args_for(key_dir, selector_tag="mx1", ed25519=True))
     active = result["domains"]["example.test"]["active"]
     assert [active["rsa"]["selector"][8:], active["ed25519"]["selector"][8:]] == ["-mx1", "-mx1-ed25519"]
+
+
+def test_query_reports_the_rings_and_changes_nothing(key_dir):
+    made = run_module(args_for(key_dir, ed25519=True))
+    key_dir.chmod(0o700)
+    queried = run_module({"domains": DOMAINS + ["new.test"], "key_dir": str(key_dir), "state": "query",
+                          "rsa_bits": 4096})
+    assert queried["changed"] is False
+    assert queried["domains"]["example.test"] == made["domains"]["example.test"]
+    assert queried["domains"]["new.test"] == {"active": {}, "publish": []}
+    assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700 and not (key_dir / "new.test.json").exists()

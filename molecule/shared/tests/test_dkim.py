@@ -1,0 +1,164 @@
+"""Outgoing mail is DKIM-signed for the From domain by the scenario's signer and verifies with dkimpy against
+the records dns_records.yml published on the scenario's DNS server. Submissions come from the outside world's
+container, so nothing is signed because it comes from a local address."""
+
+from __future__ import annotations
+
+import email
+import json
+import smtplib
+import time
+import uuid
+
+import dkim
+import dns.resolver
+import pytest
+from conftest import (
+    DELIVERY_TIMEOUT,
+    deliver_inbound,
+    fetch,
+    new_message,
+    outside_host,
+    outside_message,
+    submit_from_outside,
+)
+
+GTUBE = "XJS*C4JDBQADN1.NSBESGNL*CHUL*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture(scope="module")
+def dnsfunc(published_records, scenario_dns):
+    """dkimpy's DNS lookup, answered by the scenario's DNS server only."""
+    def lookup(name, timeout=5):
+        try:
+            answer = scenario_dns.resolve(name.decode().rstrip(".") if isinstance(name, bytes) else name, "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(answer[0].strings)
+    return lookup
+
+
+def signatures(raw: bytes) -> list[dict[str, str]]:
+    """The tags of each DKIM-Signature header."""
+    found = []
+    for value in email.message_from_bytes(raw).get_all("DKIM-Signature") or []:
+        tags = (tag.strip().split("=", 1) for tag in "".join(value.split()).split(";") if "=" in tag)
+        found.append({k: v for k, v in tags})
+    return found
+
+
+def verified(raw: bytes, dnsfunc) -> list[tuple[str, str, str]]:
+    """(d, s, a) of every signature, each verified by dkimpy; an unverifiable signature fails the test."""
+    checker = dkim.DKIM(raw)
+    result = []
+    for index, tags in enumerate(signatures(raw)):
+        assert checker.verify(idx=index, dnsfunc=dnsfunc), (tags, raw[:3000])
+        result.append((tags["d"], tags["s"], tags["a"]))
+    return result
+
+
+def active_selectors(host, domain: str) -> set[str]:
+    ring = json.loads(host.file(f"/var/lib/opendove/dkim/{domain}.json").content_string)
+    return {k["selector"] for k in ring["keys"] if k["state"] == "active"}
+
+
+def outside_recipient() -> str:
+    return f"dkim-{uuid.uuid4().hex[:8]}@outside.test"
+
+
+@pytest.mark.parametrize("login", ["alice@one.test", "bob@two.test"])
+def test_submission_leaves_signed_for_the_from_domain(host, host_vars, address, dnsfunc, login):
+    msg = new_message(login, outside_recipient())
+    assert submit_from_outside(address, login, host_vars["test_passwords"][login], msg)["code"] == 250
+    raw = outside_message(msg["Message-ID"]).encode()
+    domain = login.split("@")[1]
+    signed = verified(raw, dnsfunc)
+    assert signed and {d for d, _, _ in signed} == {domain}, signed
+    assert {s for _, s, _ in signed} == active_selectors(host, domain)
+    expected = {"rsa-sha256"} | ({"ed25519-sha256"} if host_vars["mail_dkim_signer"] == "rspamd" else set())
+    assert {a for _, _, a in signed} == expected
+
+
+def test_sender_header_of_own_alias_is_signed_for_a_domain_the_user_owns(host_vars, address, dnsfunc):
+    """dkimproxy picks its key from the Sender header: an own alias there is fine, and signs for its domain."""
+    msg = new_message("alice@one.test", outside_recipient())
+    msg["Sender"] = "postmaster@one.test"
+    assert submit_from_outside(address, "alice@one.test", host_vars["test_passwords"]["alice@one.test"],
+                               msg)["code"] == 250
+    assert {d for d, _, _ in verified(outside_message(msg["Message-ID"]).encode(), dnsfunc)} == {"one.test"}
+
+
+@pytest.mark.parametrize("from_header, sender_header, envelope, code, reason", [
+    ("bob@two.test", None, "alice@one.test", 550, "From address bob@two.test is not one you may send as"),
+    ("alice@one.test", "carol@two.test", "alice@one.test", 550,
+     "Sender address carol@two.test is not one you may send as"),
+    ("alice@one.test", "someone@outside.test", "alice@one.test", 550, "Sender address someone@outside.test"),
+    ("alice@one.test", None, "bob@two.test", 550, None),
+])
+def test_foreign_from_sender_or_envelope_is_refused(host_vars, address, from_header, sender_header, envelope,
+                                                    code, reason):
+    msg = new_message(from_header, outside_recipient())
+    if sender_header:
+        msg["Sender"] = sender_header
+    answer = submit_from_outside(address, "alice@one.test", host_vars["test_passwords"]["alice@one.test"], msg,
+                                 sender=envelope)
+    assert answer["code"] == code, answer
+    assert reason is None or reason in answer["error"]
+    time.sleep(1)
+    assert outside_host().run(f"grep -rlF -- '{msg['Message-ID']}' /srv/sink/Maildir/new").rc == 1
+
+
+def test_mail_between_local_domains_is_delivered_here(host, host_vars, address, tls):
+    """Local domains are delivered before the signer stage: one OpenSMTPD hop, no trip through dkimproxy."""
+    msg = new_message("alice@one.test", "bob@two.test")
+    assert submit_from_outside(address, "alice@one.test", host_vars["test_passwords"]["alice@one.test"],
+                               msg)["code"] == 250
+    raw = fetch(address, tls, "bob@two.test", host_vars["test_passwords"]["bob@two.test"], msg["Subject"])
+    received = email.message_from_bytes(raw).get_all("Received")
+    assert not any("127.0.0.1" in r for r in received), received
+    if host_vars["mail_dkim_signer"] == "dkimproxy":
+        assert not signatures(raw)
+
+
+def test_signer_down_keeps_mail_from_leaving_unsigned(host, host_vars, address, dnsfunc):
+    """dkimproxy down: the message waits in OpenSMTPD's queue, then leaves signed. Rspamd down: the submission
+    is refused with a temporary error (the client keeps it), and succeeds signed once Rspamd is back."""
+    login, password = "bob@two.test", host_vars["test_passwords"]["bob@two.test"]
+    service = "dkimproxy-out" if host_vars["mail_dkim_signer"] == "dkimproxy" else "rspamd"
+    msg = new_message(login, outside_recipient())
+    host.run_test(f"systemctl stop {service}")
+    try:
+        answer = submit_from_outside(address, login, password, msg)
+        if service == "rspamd":
+            assert answer["code"] in (421, 451, 0), answer
+        else:
+            assert answer["code"] == 250, answer
+            time.sleep(3)
+            queue = host.check_output("smtpctl show queue")
+            assert "outside.test" in queue and "pending" in queue, queue
+        assert outside_host().run(f"grep -rlF -- '{msg['Message-ID']}' /srv/sink/Maildir/new").rc == 1
+    finally:
+        host.run_test(f"systemctl start {service}")
+    if service == "rspamd":
+        time.sleep(2)
+        assert submit_from_outside(address, login, password, msg)["code"] == 250
+    else:
+        host.run_test("smtpctl schedule all")
+    raw = outside_message(msg["Message-ID"]).encode()
+    assert {d for d, _, _ in verified(raw, dnsfunc)} == {"two.test"}
+
+
+def test_inbound_mail_is_scanned_by_rspamd(host_vars, address, tls):
+    msg = new_message("someone@outside.test", "alice@one.test")
+    deliver_inbound(address, msg, ["alice@one.test"])
+    raw = fetch(address, tls, "alice@one.test", host_vars["test_passwords"]["alice@one.test"], msg["Subject"])
+    assert email.message_from_bytes(raw)["X-Spam-Status"] is not None, raw[:2000]
+
+
+def test_gtube_is_rejected_inbound(address):
+    msg = new_message("someone@outside.test", "alice@one.test")
+    msg.set_content(f"Hello,\n\nthis is the spam test string:\n{GTUBE}\n\nRegards\n")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        with smtplib.SMTP(address, 25, timeout=DELIVERY_TIMEOUT) as client:
+            client.send_message(msg, to_addrs=["alice@one.test"])
+    assert refused.value.smtp_code >= 500
