@@ -39,24 +39,40 @@ def check_key_request(key_type: str, bits: int | None) -> None:
 
 
 def generate_private_key(key_type: str, bits: int | None = 2048) -> bytes:
-    """A new private key as unencrypted PKCS#8 PEM (what Rspamd and dkimproxy's Mail::DKIM read)."""
+    """A new private key in the form DKIM signers read: RSA as unencrypted PKCS#8 PEM (Rspamd, Mail::DKIM),
+    Ed25519 as the base64 of its raw 32-byte seed (Rspamd and dkimpy; Rspamd reads a PEM file as RSA)."""
     check_key_request(key_type, bits)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits) if key_type == "rsa" \
-        else ed25519.Ed25519PrivateKey.generate()
+    if key_type == "ed25519":
+        seed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        return base64.b64encode(seed) + b"\n"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def public_key_b64(private_pem: bytes) -> str:
+def load_private_key(data: bytes) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    """A key file's key, in either of generate_private_key's forms."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        key = serialization.load_pem_private_key(data, password=None)
+    else:
+        try:
+            key = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(data.strip(), validate=True))
+        except ValueError as exc:
+            raise KeyRingError(f"not a PEM key nor a base64 Ed25519 seed: {exc}") from exc
+    if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        raise KeyRingError(f"unsupported DKIM key {type(key).__name__}")
+    return key
+
+
+def public_key_b64(private_key: bytes) -> str:
     """The p= value: base64 of the SubjectPublicKeyInfo (RSA, RFC 6376) or of the raw key (Ed25519, RFC 8463)."""
-    key = serialization.load_pem_private_key(private_pem, password=None)
+    key = load_private_key(private_key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    elif isinstance(key, rsa.RSAPrivateKey):
+    else:
         raw = key.public_key().public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
-    else:
-        raise KeyRingError(f"unsupported DKIM key {type(key).__name__}")
     return base64.b64encode(raw).decode()
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dkim_keyring as ring_
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import DnsRecordError
@@ -35,6 +35,21 @@ def test_rsa_public_key_is_the_subject_public_key_info(rsa_pem):
 
 def test_ed25519_public_key_is_the_raw_32_bytes():
     assert len(base64.b64decode(ring_.public_key_b64(ring_.generate_private_key("ed25519", None)))) == 32
+
+
+def test_ed25519_key_file_is_the_base64_seed_that_rspamd_and_dkimpy_read():
+    """Rspamd reads a PEM file as an RSA key; it (and dkimpy) take Ed25519 keys as the base64 raw seed."""
+    data = ring_.generate_private_key("ed25519", None)
+    seed = base64.b64decode(data.strip(), validate=True)
+    assert len(seed) == 32 and data.endswith(b"\n")
+    public = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert ring_.public_key_b64(data) == base64.b64encode(public).decode()
+
+
+def test_a_key_file_that_is_neither_form_is_refused():
+    with pytest.raises(ring_.KeyRingError, match="not a PEM key nor a base64 Ed25519 seed"):
+        ring_.public_key_b64(b"not a key")
 
 
 @pytest.mark.parametrize("key_type, bits, message", [
