@@ -5,9 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-# The dkimproxy scenario (Debian 12 + 13) is not in the default run yet: two of its tests still fail (issue 4,
-# see docs/testing.md); run it with `make molecule SCENARIOS=dkimproxy`.
-SCENARIOS ?= rspamd
+SCENARIOS ?= rspamd dkimproxy
 
 .PHONY: help venv engine images lint unit molecule test demo demo-clean bench clean
 
