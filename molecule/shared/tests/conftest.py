@@ -107,16 +107,20 @@ def fetch(address: str, tls: ssl.SSLContext, login: str, password: str, subject:
         time.sleep(0.5)
 
 
-def outside_message(message_id: str) -> str:
+def sink_files(message_id: str) -> list[str]:
+    """The files of the outside world's mailbox that hold this Message-ID (none yet: an empty list)."""
+    return outside_host().run(f"grep -rlF -- '{message_id}' {SINK_MAILDIR}/new").stdout.split()
+
+
+def outside_message(message_id: str, timeout: float = DELIVERY_TIMEOUT) -> str:
     """The message with this Message-ID as the outside world's SMTP sink stored it, waiting for delivery."""
-    sink = outside_host()
-    deadline = time.monotonic() + DELIVERY_TIMEOUT
+    deadline = time.monotonic() + timeout
     while True:
-        found = sink.run(f"grep -rlF -- '{message_id}' {SINK_MAILDIR}/new")
-        if found.rc == 0:
-            return sink.file(found.stdout.split()[0]).content_string
+        found = sink_files(message_id)
+        if found:
+            return outside_host().file(found[0]).content_string
         if time.monotonic() > deadline:
-            raise AssertionError(f"no message {message_id} reached the outside world after {DELIVERY_TIMEOUT} s")
+            raise AssertionError(f"no message {message_id} reached the outside world after {timeout} s")
         time.sleep(0.5)
 
 
@@ -156,6 +160,11 @@ def submit_from_outside(address: str, login: str, password: str, msg: EmailMessa
     return json.loads(output)
 
 
+def key_ring(host, domain: str) -> dict:
+    """The host's DKIM key ring of this domain (the dkim_keys module's state file)."""
+    return json.loads(host.file(f"/var/lib/opendove/dkim/{domain}.json").content_string)
+
+
 def mail_hosts() -> list:
     """Every host of the scenario's `mail` group, as testinfra hosts."""
     return testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))
@@ -173,8 +182,7 @@ def published_records(tmp_path_factory):
 @pytest.fixture(scope="session")
 def scenario_dns():
     """A resolver that asks only the scenario's DNS server."""
-    dns_server = testinfra.get_hosts(["mail"], connection="ansible", ansible_inventory=str(INVENTORY))[0] \
-        .ansible.get_variables()["test_dns_server"]
+    dns_server = mail_hosts()[0].ansible.get_variables()["test_dns_server"]
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [dns_server]
     return resolver
