@@ -9,14 +9,20 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._site_model im
     default_dkim_signer,
     dkim_signer_errors,
     sender_table,
+    submission_auth_errors,
     validate_site,
     virtual_table,
 )
 
 
-def mail_site_errors(hostname, domains, accounts, aliases, tls_certificate, tls_private_key):
+def mail_site_errors(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost=None):
     """Every problem of the site model as a list of messages; empty when it is sound."""
-    return validate_site(hostname, domains, accounts, aliases, tls_certificate, tls_private_key)
+    return validate_site(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost)
+
+
+def mail_submission_auth_errors(factors, client_ca):
+    """Why submission clients could get in with too little (or the settings do not fit); empty when sound."""
+    return submission_auth_errors(factors, client_ca)
 
 
 def mail_virtual_table(domains, accounts, aliases, vmail_user):
@@ -55,4 +61,5 @@ class FilterModule:
             "mail_sender_table": mail_sender_table,
             "mail_default_dkim_signer": mail_default_dkim_signer,
             "mail_dkim_signer_errors": mail_dkim_signer_errors,
+            "mail_submission_auth_errors": mail_submission_auth_errors,
         }

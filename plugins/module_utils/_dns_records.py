@@ -13,6 +13,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 
+from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
 from ansible_collections.opendove.mailserver.plugins.module_utils._names import is_hostname, split_address
 
 TXT_STRING_MAX = 255
@@ -200,7 +201,8 @@ def domain_policy_errors(domain: Mapping) -> list[tuple[str, str]]:
     checks = (("spf", lambda: spf_value(domain.get("spf"))),
               ("dmarc", lambda: dmarc_value(name, domain.get("dmarc"))),
               ("tlsrpt_rua", lambda: tlsrpt_value(name, domain.get("tlsrpt_rua"))))
-    errors = []
+    errors = [("mta_sts", problem) for problem in
+              (_mta_sts.settings_errors(domain["mta_sts"]) if domain.get("mta_sts") is not None else [])]
     for field, check in checks:
         try:
             check()
@@ -211,9 +213,11 @@ def domain_policy_errors(domain: Mapping) -> list[tuple[str, str]]:
 
 def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],
                    ttl: int = 3600) -> list[dict]:
-    """Every record of one mail domain: MX, SPF, DKIM, DMARC and (if it sets report addresses) TLSRPT.
+    """Every record of one mail domain: MX, SPF, DKIM, DMARC, TLSRPT (if it sets report addresses) and
+    MTA-STS (if it has an `mta_sts` entry: the `_mta-sts` id and the policy host's addresses).
 
-    mx_hosts: [{hostname, priority}], the hosts that receive mail for every domain.
+    mx_hosts: [{hostname, priority, addresses}], the hosts that receive mail for every domain; each serves
+    the MTA-STS policy too, so `mta-sts.<domain>` has all their addresses.
     dkim_keys: [{selector, key_type, public_key}], the keys to publish for this domain.
     """
     name = domain["name"]
@@ -236,7 +240,29 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
     records.append(txt_record(f"_dmarc.{name}", dmarc_value(name, domain.get("dmarc")), ttl))
     if domain.get("tlsrpt_rua"):
         records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, domain["tlsrpt_rua"]), ttl))
-    # MTA-STS (_mta-sts TXT and the mta-sts host) is added here by the MTA-STS work.
+    if domain.get("mta_sts") is not None:
+        try:
+            policy = _mta_sts.policy_text(domain["mta_sts"], [host["hostname"] for host in mx_hosts])
+        except _mta_sts.MtaStsError as exc:
+            raise DnsRecordError(f"{name}: MTA-STS {exc}") from exc
+        records.append(txt_record(f"_mta-sts.{name}", _mta_sts.txt_value(policy), ttl))
+        addresses = [address for host in mx_hosts for address in host.get("addresses", [])]
+        if not addresses:
+            raise DnsRecordError(f"{name}: no address for {_mta_sts.policy_host(name)} (the MX hosts serve it)")
+        records.extend(address_records(_mta_sts.policy_host(name), addresses, ttl))
+    return records
+
+
+def address_records(name: str, addresses: Iterable[str], ttl: int = 3600) -> list[dict]:
+    """A and AAAA records of a name, one per distinct address."""
+    records = []
+    for address in sorted(set(addresses)):
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise DnsRecordError(f"{name}: {address!r} is not an IP address") from exc
+        records.append({"name": fqdn(name), "type": "A" if ip.version == 4 else "AAAA", "ttl": ttl,
+                        "values": [str(ip)]})
     return records
 
 
@@ -245,11 +271,9 @@ def host_records(hostname: str, addresses: Iterable[str], ttl: int = 3600) -> li
     if not is_hostname(hostname):
         raise DnsRecordError(f"{hostname!r} is not a host name")
     records = []
-    for address in sorted(set(addresses)):
-        ip = ipaddress.ip_address(address)
-        records.append({"name": fqdn(hostname), "type": "A" if ip.version == 4 else "AAAA", "ttl": ttl,
-                        "values": [str(ip)]})
-        records.append({"name": ip.reverse_pointer + ".", "type": "PTR", "ttl": ttl, "values": [fqdn(hostname)]})
+    for record in address_records(hostname, addresses, ttl):
+        ip = ipaddress.ip_address(record["values"][0])
+        records += [record, {"name": ip.reverse_pointer + ".", "type": "PTR", "ttl": ttl, "values": [fqdn(hostname)]}]
     return records
 
 

@@ -27,3 +27,16 @@ def split_address(address: object) -> tuple[str, str] | None:
     if len(local) > 64 or not _LOCAL_PART.match(local) or not is_hostname(domain):
         return None
     return local, domain
+
+
+def names_not_covered(subject_alt_names: object, names: list[str]) -> list[str]:
+    """The names a certificate with these subjectAltName entries (`DNS:name`, as community.crypto reports
+    them) is not valid for; a wildcard covers exactly one left-most label (RFC 6125 6.4.3)."""
+    dns_names = {entry[4:].lower().rstrip(".") for entry in subject_alt_names or []
+                 if isinstance(entry, str) and entry.startswith("DNS:")}
+
+    def covered(name: str) -> bool:
+        parent = name.partition(".")[2]
+        return name in dns_names or (bool(parent) and f"*.{parent}" in dns_names)
+
+    return [name for name in names if not covered(name)]

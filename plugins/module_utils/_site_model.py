@@ -61,9 +61,10 @@ def validate_site(
     aliases: object,
     tls_certificate: object,
     tls_private_key: object,
+    relayhost: object = None,
 ) -> list[str]:
     """Every problem of the site model, as messages naming the variable and the entry; [] when sound."""
-    errors: list[str] = []
+    errors: list[str] = [f"mail_relayhost: {problem}" for problem in relayhost_errors(relayhost)]
     if not is_hostname(hostname):
         errors.append(f"mail_hostname: {hostname!r} is not a lower-case fully qualified host name")
     for var, path in (("mail_tls_certificate", tls_certificate), ("mail_tls_private_key", tls_private_key)):
@@ -136,6 +137,75 @@ def validate_site(
             continue
         errors.extend(_target_errors(f"mail_domains[{index}] ({name}).catchall", catchall, domain_names,
                                      addresses, aliases))
+    return errors
+
+
+RELAY_TLS_MODES = ("starttls", "smtps")
+_RELAY_KEYS = {"host", "port", "username", "password", "tls", "ca_file"}
+
+
+def relayhost_errors(relayhost: object) -> list[str]:
+    """Problems of the smarthost setting ({} or None: no smarthost); never quotes the password."""
+    if not relayhost:
+        return []
+    if not isinstance(relayhost, Mapping):
+        return ["must be a mapping {host, port, username, password, tls, ca_file} (or {} for none)"]
+    errors = []
+    unknown = sorted(set(map(str, relayhost)) - _RELAY_KEYS)
+    if unknown:
+        errors.append(f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(_RELAY_KEYS))})")
+    host = relayhost.get("host")
+    if isinstance(host, str) and "://" in host:
+        errors.append(f"host {host!r} has a scheme: give the host name only (TLS is set by tls, the port by port)")
+    elif isinstance(host, str) and "/" in host:
+        errors.append(f"host {host!r} has a path: give the host name only")
+    elif isinstance(host, str) and ":" in host:
+        errors.append(f"host {host!r} has a port: give the host name only and the port in port")
+    elif not is_hostname(host):
+        errors.append(f"host {host!r} is not a lower-case fully qualified host name")
+    port = relayhost.get("port", 587)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        errors.append(f"port {port!r} is not a port number from 1 to 65535")
+    if relayhost.get("tls", "starttls") not in RELAY_TLS_MODES:
+        errors.append(f"tls {relayhost.get('tls')!r} is not one of {', '.join(RELAY_TLS_MODES)} (TLS is never off)")
+    ca_file = relayhost.get("ca_file")
+    if ca_file is not None and not (isinstance(ca_file, str) and ca_file.startswith("/")):
+        errors.append(f"ca_file {ca_file!r} is not an absolute path")
+    username, password = relayhost.get("username"), relayhost.get("password")
+    if (username is None) != (password is None):
+        errors.append("username and password go together: give both, or neither for a smarthost without AUTH")
+    elif username is not None:
+        # The secrets table line is `label username:password`: one line, the first colon ends the user name.
+        if not isinstance(username, str) or not re.fullmatch(r"[^\s:]+", username):
+            errors.append("username must be a non-empty string without spaces or colons")
+        if not isinstance(password, str) or not password or password != password.strip() or not password.isprintable():
+            errors.append("password must be a non-empty string of printable characters, without leading or "
+                          "trailing spaces")
+    return errors
+
+
+SUBMISSION_FACTORS = ("password", "client_certificate")
+
+
+def submission_auth_errors(factors: object, client_ca: object) -> list[str]:
+    """Problems of what submission clients must present (opensmtpd_submission_auth and _client_ca)."""
+    if not isinstance(factors, list) or not factors:
+        return ["opensmtpd_submission_auth: must be [password] or [password, client_certificate]"]
+    errors = [f"opensmtpd_submission_auth: {factor!r} is not one of {', '.join(SUBMISSION_FACTORS)}"
+              for factor in factors if factor not in SUBMISSION_FACTORS]
+    if "password" not in factors:
+        errors.append("opensmtpd_submission_auth: without password, anyone holding a client certificate could send "
+                      "mail through this host as any of its users (OpenSMTPD does not tie a certificate to a login): "
+                      "that could make an open relay, so a client certificate only ever comes in addition to the "
+                      "password")
+    if "client_certificate" in factors and not client_ca:
+        errors.append("opensmtpd_submission_client_ca: client_certificate is asked for, but no CA is set to verify "
+                      "it against")
+    if client_ca and "client_certificate" not in factors:
+        errors.append("opensmtpd_submission_client_ca: set, but opensmtpd_submission_auth does not ask for "
+                      "client_certificate")
+    if client_ca and not (isinstance(client_ca, str) and client_ca.startswith("/")):
+        errors.append(f"opensmtpd_submission_client_ca: {client_ca!r} is not an absolute path")
     return errors
 
 

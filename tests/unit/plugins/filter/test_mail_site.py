@@ -11,7 +11,7 @@ ALIASES = {"postmaster@example.test": ["alice@example.test"]}
 
 def test_every_filter_is_registered():
     assert set(FILTERS) == {"mail_site_errors", "mail_virtual_table", "mail_credential_table", "mail_sender_table",
-                            "mail_default_dkim_signer", "mail_dkim_signer_errors"}
+                            "mail_default_dkim_signer", "mail_dkim_signer_errors", "mail_submission_auth_errors"}
 
 
 def test_dkim_signer_filters_read_the_host_facts():

@@ -6,6 +6,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_records as rec
+from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
 
 KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "A" * 348 + "IDAQAB"
 MX = [{"hostname": "mx2.example.test", "priority": 20}, {"hostname": "mx1.example.test", "priority": 10}]
@@ -188,3 +189,42 @@ def test_zone_fragment_parses_as_a_zone_with_the_same_data():
     mx = zone.find_rdataset("example.test.", dns.rdatatype.MX)
     assert sorted((r.preference, r.exchange.to_text()) for r in mx) == [(10, "mx1.example.test."),
                                                                          (20, "mx2.example.test.")]
+
+
+MX_WITH_ADDRESSES = [{"hostname": "mx1.example.test", "priority": 10, "addresses": ["192.0.2.10", "2001:db8::10"]},
+                     {"hostname": "mx2.example.test", "priority": 20, "addresses": ["192.0.2.20"]}]
+
+
+def test_mta_sts_records_carry_the_policy_id_and_every_mx_address():
+    domain = {"name": "example.test", "mta_sts": {"mode": "enforce", "max_age": 604800}}
+    records = rec.domain_records(domain, MX_WITH_ADDRESSES, [])
+    policy = _mta_sts.policy_text(domain["mta_sts"], ["mx1.example.test", "mx2.example.test"])
+    sts_txt = [r for r in records if r["name"] == "_mta-sts.example.test."]
+    assert sts_txt == [{"name": "_mta-sts.example.test.", "type": "TXT", "ttl": 3600,
+                        "values": [[f"v=STSv1; id={_mta_sts.policy_id(policy)}"]]}]
+    hosts = [(r["type"], r["values"][0]) for r in records if r["name"] == "mta-sts.example.test."]
+    assert hosts == [("A", "192.0.2.10"), ("A", "192.0.2.20"), ("AAAA", "2001:db8::10")]
+
+
+def test_no_mta_sts_records_without_an_entry():
+    records = rec.domain_records({"name": "example.test"}, MX_WITH_ADDRESSES, [])
+    assert not [r for r in records if "mta-sts" in r["name"]]
+
+
+def test_mta_sts_id_follows_the_policy_through_the_records():
+    def sts_id(mode, mx_hosts):
+        records = rec.domain_records({"name": "example.test", "mta_sts": {"mode": mode}}, mx_hosts, [])
+        return next(r["values"][0][0] for r in records if r["name"].startswith("_mta-sts."))
+
+    assert sts_id("enforce", MX_WITH_ADDRESSES) == sts_id("enforce", list(reversed(MX_WITH_ADDRESSES)))
+    assert sts_id("enforce", MX_WITH_ADDRESSES) != sts_id("testing", MX_WITH_ADDRESSES)
+    assert sts_id("enforce", MX_WITH_ADDRESSES) != sts_id("enforce", MX_WITH_ADDRESSES[:1])
+
+
+def test_mta_sts_without_addresses_or_with_bad_settings_is_refused():
+    with pytest.raises(rec.DnsRecordError, match="no address for mta-sts.example.test"):
+        rec.domain_records({"name": "example.test", "mta_sts": {"mode": "enforce"}}, MX, [])
+    with pytest.raises(rec.DnsRecordError, match="MTA-STS mode 'on'"):
+        rec.domain_records({"name": "example.test", "mta_sts": {"mode": "on"}}, MX_WITH_ADDRESSES, [])
+    assert rec.domain_policy_errors({"name": "example.test", "mta_sts": {"mode": "enforce", "max_age": 0.5}}) == [
+        ("mta_sts", "max_age 0.5 is not a whole number of seconds from 0 to 31557600")]

@@ -25,6 +25,7 @@ SITE = {
     },
     "tls_certificate": "/etc/ssl/certs/mx1.pem",
     "tls_private_key": "/etc/ssl/private/mx1.key",
+    "relayhost": {},
 }
 
 
@@ -32,7 +33,7 @@ def errors_of(**changes):
     model = copy.deepcopy(SITE)
     model.update(changes)
     return site.validate_site(model["hostname"], model["domains"], model["accounts"], model["aliases"],
-                              model["tls_certificate"], model["tls_private_key"])
+                              model["tls_certificate"], model["tls_private_key"], model["relayhost"])
 
 
 def test_sound_site_has_no_errors():
@@ -233,6 +234,8 @@ def test_sender_table_survives_an_alias_loop():
     ({"dmarc": {"p": "block"}}, "mail_domains[1] (example.org).dmarc: DMARC p='block' is invalid"),
     ({"spf": "v=spf1 " + "a " * 11 + "-all"}, "mail_domains[1] (example.org).spf: SPF policy"),
     ({"tlsrpt_rua": ["not-an-address"]}, "mail_domains[1] (example.org).tlsrpt_rua: tlsrpt_rua entry"),
+    ({"mta_sts": {"mode": "strict"}}, "mail_domains[1] (example.org).mta_sts: mode 'strict' is not one of"),
+    ({"mta_sts": {"mode": "enforce", "max_age": 31557601}}, "mail_domains[1] (example.org).mta_sts: max_age"),
 ])
 def test_unpublishable_dns_policy_is_named(policy, message):
     domains = [SITE["domains"][0], dict(SITE["domains"][1], **policy)]
@@ -257,3 +260,62 @@ def test_default_dkim_signer_follows_the_platform(distribution, major, signer):
 ])
 def test_unsupported_dkim_signers_are_refused(signer, major, message):
     assert message in site.dkim_signer_errors(signer, "Debian", major)[0]
+
+
+RELAY = {"host": "smtp.provider.test", "port": 587, "username": "mx1@example.test", "password": "pa ss:word"}
+
+
+@pytest.mark.parametrize("relayhost", [
+    {}, None, RELAY, dict(RELAY, port=465, tls="smtps", ca_file="/etc/ssl/provider-ca.pem"),
+    {"host": "smtp.provider.test"},
+])
+def test_sound_relayhosts(relayhost):
+    assert errors_of(relayhost=relayhost) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"host": "smtp://smtp.provider.test"}, "host 'smtp://smtp.provider.test' has a scheme"),
+    ({"host": "smtp.provider.test/relay"}, "host 'smtp.provider.test/relay' has a path"),
+    ({"host": "smtp.provider.test:587"}, "has a port: give the host name only and the port in port"),
+    ({"host": "provider"}, "host 'provider' is not a lower-case fully qualified host name"),
+    ({"port": 0}, "port 0 is not a port number from 1 to 65535"),
+    ({"port": 65536}, "port 65536 is not a port number"),
+    ({"port": "587"}, "port '587' is not a port number"),
+    ({"tls": "none"}, "tls 'none' is not one of starttls, smtps (TLS is never off)"),
+    ({"ca_file": "ca.pem"}, "ca_file 'ca.pem' is not an absolute path"),
+    ({"user": "x"}, "unknown keys user"),
+    ({"username": "a:b"}, "username must be a non-empty string without spaces or colons"),
+    ({"password": ""}, "password must be a non-empty string of printable characters"),
+    ({"password": "two\nlines"}, "password must be"),
+    ({"password": None}, "username and password go together"),
+])
+def test_bad_relayhost_is_named_without_the_password(change, message):
+    relayhost = {key: value for key, value in dict(RELAY, **change).items() if value is not None}
+    errors = errors_of(relayhost=relayhost)
+    assert len(errors) == 1 and errors[0].startswith("mail_relayhost: ") and message in errors[0], errors
+    assert "pa ss:word" not in errors[0]
+
+
+@pytest.mark.parametrize("factors, client_ca", [
+    (["password"], ""), (["password", "client_certificate"], "/etc/ssl/clients-ca.pem"),
+])
+def test_sound_submission_auth(factors, client_ca):
+    assert site.submission_auth_errors(factors, client_ca) == []
+
+
+@pytest.mark.parametrize("factors, client_ca, message", [
+    (["client_certificate"], "/etc/ssl/ca.pem", "without password, anyone holding a client certificate could send "
+                                                "mail through this host as any of its users"),
+    ([], "", "must be [password] or [password, client_certificate]"),
+    (["password", "totp"], "", "'totp' is not one of password, client_certificate"),
+    (["password", "client_certificate"], "", "no CA is set to verify it against"),
+    (["password"], "/etc/ssl/ca.pem", "set, but opensmtpd_submission_auth does not ask for client_certificate"),
+    (["password", "client_certificate"], "ca.pem", "'ca.pem' is not an absolute path"),
+])
+def test_weak_or_inconsistent_submission_auth_is_refused(factors, client_ca, message):
+    errors = site.submission_auth_errors(factors, client_ca)
+    assert any(message in error for error in errors), errors
+
+
+def test_certificate_only_submission_is_called_an_open_relay():
+    assert "open relay" in " ".join(site.submission_auth_errors(["client_certificate"], "/etc/ssl/ca.pem"))
