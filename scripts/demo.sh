@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 container=mx1.example.test
 state=demo/.state
-declare -A published=([25]=10025 [465]=10465 [587]=10587 [993]=10993)
+declare -A published=([25]=10025 [443]=10443 [465]=10465 [587]=10587 [993]=10993)
 
 if ! docker container inspect "$container" >/dev/null 2>&1; then
   ports=()
@@ -42,7 +42,7 @@ reach=(-i inventory.example -i demo/inventory.yml)
 
 echo "demo: test CA and certificate for $container (demo/.state/pki)"
 ansible-playbook "${reach[@]}" molecule/shared/prepare.yml \
-  -e "test_pki_dir=$PWD/$state/pki" -e '{"test_extra_sans": ["IP:127.0.0.1"]}' >"$state/prepare.log"
+  -e "test_pki_dir=$PWD/$state/pki" -e '{"test_extra_sans": ["IP:127.0.0.1", "DNS:mta-sts.example.test"]}' >"$state/prepare.log"
 
 echo "demo: ansible-playbook playbooks/site.yml -i inventory.example (log: $state/site.log)"
 SECONDS=0
@@ -51,4 +51,4 @@ ansible-playbook "${reach[@]}" -e "@$state/vault.yml" playbooks/site.yml >"$stat
 echo "demo: converged in ${SECONDS} s: $(grep -E "^$container" "$state/site.log" | tr -s ' ')"
 
 python scripts/demo_mail.py --ca "$state/pki/ca.pem" --passwords "$state/passwords.json" \
-  --submission "${published[587]}" --imaps "${published[993]}"
+  --submission "${published[587]}" --imaps "${published[993]}" --https "${published[443]}"

@@ -4,9 +4,11 @@ over IMAPS, both through the ports the demo container publishes on 127.0.0.1."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import imaplib
 import json
 import smtplib
+import socket
 import ssl
 import time
 import uuid
@@ -19,6 +21,7 @@ def main() -> None:
     parser.add_argument("--passwords", required=True, help="JSON file: address -> password")
     parser.add_argument("--submission", type=int, required=True, help="published submission port")
     parser.add_argument("--imaps", type=int, required=True, help="published IMAPS port")
+    parser.add_argument("--https", type=int, required=True, help="published HTTPS port (the MTA-STS policy)")
     args = parser.parse_args()
 
     passwords = json.loads(open(args.passwords, encoding="utf-8").read())
@@ -47,6 +50,17 @@ def main() -> None:
             raise SystemExit(f"demo: the message did not reach {recipient}'s INBOX within 30 s")
         time.sleep(0.5)
     print(f"demo: read it back from {recipient}'s INBOX on 127.0.0.1:{args.imaps} (IMAPS)")
+
+    policy_host = "mta-sts.example.test"
+    https = http.client.HTTPSConnection(policy_host, args.https, context=tls, timeout=20)
+    https.sock = tls.wrap_socket(socket.create_connection(("127.0.0.1", args.https), timeout=20),
+                                 server_hostname=policy_host)
+    https.request("GET", "/.well-known/mta-sts.txt")
+    policy = https.getresponse()
+    if policy.status != 200:
+        raise SystemExit(f"demo: https://{policy_host}/.well-known/mta-sts.txt answered {policy.status}")
+    print(f"demo: MTA-STS policy of example.test (https://{policy_host}, 127.0.0.1:{args.https}):")
+    print("      " + policy.read().decode().replace("\r\n", "\n      ").rstrip())
     print(f"""
 Point a mail client at it:
   IMAP    127.0.0.1 port {args.imaps}, SSL/TLS       SMTP  127.0.0.1 port {args.submission}, STARTTLS, normal password

@@ -14,19 +14,20 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records i
 )
 
 
-def mail_dns_records(domains, mx_hosts, dkim_rings, ttl=3600):
+def mail_dns_records(domains, mx_hosts, dkim_rings, ttl=3600, policy_mx=None):
     """Per domain name: its records and a zone fragment.
 
-    mx_hosts: [{hostname, priority}]; dkim_rings: the `domains` result of opendove.mailserver.dkim_keys of
-    each host, {domain: {publish: [{selector, key_type, public_key}]}}. Keys not made yet (no public key,
-    as check mode predicts them) are left out.
+    mx_hosts: [{hostname, priority, addresses}]; dkim_rings: the `domains` result of
+    opendove.mailserver.dkim_keys of each host, {domain: {publish: [{selector, key_type, public_key}]}}. Keys
+    not made yet (no public key, as check mode predicts them) are left out. policy_mx: the MX names the
+    MTA-STS policies list (default: the mx_hosts' names).
     """
     try:
         result = {}
         for domain in domains:
             keys = [key for ring in dkim_rings for key in ring.get(domain["name"], {}).get("publish", [])
                     if key.get("public_key")]
-            records = domain_records(domain, mx_hosts, keys, ttl)
+            records = domain_records(domain, mx_hosts, keys, ttl, policy_mx)
             result[domain["name"]] = {"records": records, "zone": zone_fragment(records)}
         return result
     except DnsRecordError as exc:

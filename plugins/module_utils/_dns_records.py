@@ -212,13 +212,14 @@ def domain_policy_errors(domain: Mapping) -> list[tuple[str, str]]:
 
 
 def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],
-                   ttl: int = 3600) -> list[dict]:
+                   ttl: int = 3600, policy_mx: Iterable[str] | None = None) -> list[dict]:
     """Every record of one mail domain: MX, SPF, DKIM, DMARC, TLSRPT (if it sets report addresses) and
     MTA-STS (if it has an `mta_sts` entry: the `_mta-sts` id and the policy host's addresses).
 
     mx_hosts: [{hostname, priority, addresses}], the hosts that receive mail for every domain; each serves
     the MTA-STS policy too, so `mta-sts.<domain>` has all their addresses.
     dkim_keys: [{selector, key_type, public_key}], the keys to publish for this domain.
+    policy_mx: the MX names the MTA-STS policy lists (the mta_sts role's); None: the mx_hosts' names.
     """
     name = domain["name"]
     records = [{"name": fqdn(name), "type": "MX", "ttl": ttl,
@@ -242,7 +243,7 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
         records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, domain["tlsrpt_rua"]), ttl))
     if domain.get("mta_sts") is not None:
         try:
-            policy = _mta_sts.policy_text(domain["mta_sts"], [host["hostname"] for host in mx_hosts])
+            policy = _mta_sts.policy_text(domain["mta_sts"], policy_mx or [host["hostname"] for host in mx_hosts])
         except _mta_sts.MtaStsError as exc:
             raise DnsRecordError(f"{name}: MTA-STS {exc}") from exc
         records.append(txt_record(f"_mta-sts.{name}", _mta_sts.txt_value(policy), ttl))

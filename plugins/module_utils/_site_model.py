@@ -164,7 +164,7 @@ def relayhost_errors(relayhost: object) -> list[str]:
     elif not is_hostname(host):
         errors.append(f"host {host!r} is not a lower-case fully qualified host name")
     port = relayhost.get("port", 587)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+    if isinstance(port, bool) or not str(port).isdigit() or not 1 <= int(port) <= 65535:
         errors.append(f"port {port!r} is not a port number from 1 to 65535")
     if relayhost.get("tls", "starttls") not in RELAY_TLS_MODES:
         errors.append(f"tls {relayhost.get('tls')!r} is not one of {', '.join(RELAY_TLS_MODES)} (TLS is never off)")

@@ -4,6 +4,7 @@ mail host's own address, TLS verified against the scenario's test CA."""
 from __future__ import annotations
 
 import base64
+import email
 import imaplib
 import json
 import os
@@ -15,6 +16,7 @@ import uuid
 from email.message import EmailMessage
 from pathlib import Path
 
+import dkim
 import dns.resolver
 import pytest
 import testinfra
@@ -22,6 +24,7 @@ import testinfra
 DELIVERY_TIMEOUT = 30  # seconds to wait for a message to show up in a mailbox
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+PKI = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki"  # the test CAs and certificates (prepare.yml)
 SINK_MAILDIR = "/srv/sink/Maildir"  # the outside world's mailbox (molecule/shared/tasks/smtp_sink.yml)
 
 
@@ -41,11 +44,20 @@ def address(host):
     return host_address(host)
 
 
+def client_tls(certificate: str | None = "client") -> ssl.SSLContext:
+    """A client TLS context that trusts only the scenario's test CA (hostname checked against the IP SAN) and
+    offers this client certificate (molecule/shared/prepare.yml) to servers that ask for one; None: none."""
+    context = ssl.create_default_context(cafile=str(PKI / "ca.pem"))
+    if certificate:
+        context.load_cert_chain(PKI / f"{certificate}.pem", PKI / f"{certificate}.key")
+    return context
+
+
 @pytest.fixture(scope="session")
 def tls():
-    """A client TLS context that trusts only the scenario's test CA (hostname checked against the IP SAN)."""
-    ca = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki" / "ca.pem"
-    return ssl.create_default_context(cafile=str(ca))
+    """The client context of every session: the test CA, and the trusted client certificate (only sent to
+    servers that ask for one, such as submission with opensmtpd_submission_client_ca)."""
+    return client_tls()
 
 
 def pinned_tls(version: ssl.TLSVersion) -> ssl.SSLContext:
@@ -57,6 +69,7 @@ def pinned_tls(version: ssl.TLSVersion) -> ssl.SSLContext:
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     context.minimum_version = version
     context.maximum_version = version
+    context.load_cert_chain(PKI / "client.pem", PKI / "client.key")
     return context
 
 
@@ -136,6 +149,8 @@ import base64, json, smtplib, ssl, sys
 job = json.loads(base64.b64decode(sys.argv[1]))
 context = ssl.create_default_context()
 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+# The submission client certificate (molecule/shared/prepare.yml), for servers that ask for one.
+context.load_cert_chain("/srv/client/client.pem", "/srv/client/client.key")
 try:
     with smtplib.SMTP(job["address"], 587, timeout=30) as client:
         client.starttls(context=context)
@@ -186,6 +201,37 @@ def scenario_dns():
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [dns_server]
     return resolver
+
+
+@pytest.fixture(scope="session")
+def dnsfunc(published_records, scenario_dns):
+    """dkimpy's DNS lookup, answered by the scenario's DNS server only."""
+    def lookup(name, timeout=5):
+        try:
+            answer = scenario_dns.resolve(name.decode().rstrip(".") if isinstance(name, bytes) else name, "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        return b"".join(answer[0].strings)
+    return lookup
+
+
+def signatures(raw: bytes) -> list[dict[str, str]]:
+    """The tags of each DKIM-Signature header."""
+    found = []
+    for value in email.message_from_bytes(raw).get_all("DKIM-Signature") or []:
+        tags = (tag.strip().split("=", 1) for tag in "".join(value.split()).split(";") if "=" in tag)
+        found.append({k: v for k, v in tags})
+    return found
+
+
+def verified(raw: bytes, dnsfunc) -> list[tuple[str, str, str]]:
+    """(d, s, a) of every signature, each verified by dkimpy; an unverifiable signature fails the test."""
+    checker = dkim.DKIM(raw)
+    result = []
+    for index, tags in enumerate(signatures(raw)):
+        assert checker.verify(idx=index, dnsfunc=dnsfunc), (tags, raw[:3000])
+        result.append((tags["d"], tags["s"], tags["a"]))
+    return result
 
 
 def run_playbook(playbook: str, *args: str, succeed: bool = True) -> str:

@@ -9,8 +9,6 @@ import smtplib
 import time
 import uuid
 
-import dkim
-import dns.resolver
 import pytest
 from conftest import (
     DELIVERY_TIMEOUT,
@@ -19,43 +17,14 @@ from conftest import (
     key_ring,
     new_message,
     outside_message,
+    signatures,
     sink_files,
     submit_from_outside,
+    verified,
 )
 
 DISABLED_ROUTE_TIMEOUT = 60  # seconds: smtpd's disabled route (15 s) coming back, plus delivery
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-
-
-@pytest.fixture(scope="module")
-def dnsfunc(published_records, scenario_dns):
-    """dkimpy's DNS lookup, answered by the scenario's DNS server only."""
-    def lookup(name, timeout=5):
-        try:
-            answer = scenario_dns.resolve(name.decode().rstrip(".") if isinstance(name, bytes) else name, "TXT")
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
-        return b"".join(answer[0].strings)
-    return lookup
-
-
-def signatures(raw: bytes) -> list[dict[str, str]]:
-    """The tags of each DKIM-Signature header."""
-    found = []
-    for value in email.message_from_bytes(raw).get_all("DKIM-Signature") or []:
-        tags = (tag.strip().split("=", 1) for tag in "".join(value.split()).split(";") if "=" in tag)
-        found.append({k: v for k, v in tags})
-    return found
-
-
-def verified(raw: bytes, dnsfunc) -> list[tuple[str, str, str]]:
-    """(d, s, a) of every signature, each verified by dkimpy; an unverifiable signature fails the test."""
-    checker = dkim.DKIM(raw)
-    result = []
-    for index, tags in enumerate(signatures(raw)):
-        assert checker.verify(idx=index, dnsfunc=dnsfunc), (tags, raw[:3000])
-        result.append((tags["d"], tags["s"], tags["a"]))
-    return result
 
 
 def active_selectors(host, domain: str) -> set[str]:

@@ -50,8 +50,24 @@ CLEAR_TEXT = "correct-horse-battery"
     ({"mail_aliases": {"a@one.test": ["b@one.test"], "b@one.test": ["a@one.test"]}},
      "mail_aliases: alias loop a@one.test -> b@one.test -> a@one.test"),
     ({"mail_domains": [{"name": "one_test"}]}, "mail_domains[0]: name 'one_test' is not a lower-case domain name"),
-    ({"mail_tls_certificate": "/etc/ssl/certs/missing.pem"},
-     "mail_tls_certificate / mail_tls_private_key: missing on the host: /etc/ssl/certs/missing.pem"),
+    ({"mail_tls_private_key": "/etc/ssl/private/missing.key", "mta_sts_tls_private_key": "/etc/ssl/private/mail.key"},
+     "missing on the host (variable: path): {'mail_tls_private_key': '/etc/ssl/private/missing.key'}"),
+    ({"mta_sts_tls_certificate": "/etc/ssl/certs/missing.pem"},
+     "mta_sts_tls_certificate / mta_sts_tls_private_key: missing on the host: /etc/ssl/certs/missing.pem"),
+    ({"mail_domains": [{"name": "one.test", "mta_sts": {"mode": "strict"}}]},
+     "mail_domains[0] (one.test).mta_sts: mode 'strict' is not one of testing, enforce, none"),
+    ({"mail_domains": [{"name": "one.test", "mta_sts": {"mode": "enforce", "max_age": 31557601}}]},
+     "mail_domains[0] (one.test).mta_sts: max_age 31557601 is not a whole number of seconds from 0 to 31557600"),
+    ({"mail_relayhost": {"host": "relay.outside.test", "port": 65536}},
+     "mail_relayhost: port 65536 is not a port number from 1 to 65535"),
+    ({"mail_relayhost": {"host": "smtp://relay.outside.test"}}, "mail_relayhost: host 'smtp://relay.outside.test' has a scheme"),
+    ({"mail_relayhost": {"host": "relay.outside.test/submit"}}, "mail_relayhost: host 'relay.outside.test/submit' has a path"),
+    ({"mail_relayhost": {"host": "relay.outside.test", "ca_file": "/etc/ssl/certs/missing-ca.pem"}},
+     "'mail_relayhost.ca_file': '/etc/ssl/certs/missing-ca.pem'"),
+    ({"opensmtpd_submission_auth": ["client_certificate"],
+      "opensmtpd_submission_client_ca": "/etc/ssl/certs/opendove-clients-ca.pem"},
+     "without password, anyone holding a client certificate could send mail through this host as any of its users "
+     "(OpenSMTPD does not tie a certificate to a login): that could make an open relay"),
     ({"mail_domains": "one.test"}, "mail_domains"),
     ({"mail_domains": [{"name": "one.test", "dmarc": {"p": "maybe"}}]},
      "mail_domains[0] (one.test).dmarc: DMARC p='maybe' is invalid; expected none, quarantine or reject"),
@@ -67,6 +83,16 @@ def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
     assert "Validate the site model" in output and "PLAY [Mail servers]" not in output
     assert message in output
     assert CLEAR_TEXT not in output
+
+
+def test_certificate_not_covering_a_policy_name_fails_before_anything_changes(host_vars, tmp_path):
+    extra_file = tmp_path / "four.json"
+    extra_file.write_text(json.dumps({"mail_domains": host_vars["mail_domains"]
+                                      + [{"name": "four.test", "mta_sts": {"mode": "testing"}}]}))
+    recap, output = run_site("-e", f"@{extra_file}", succeed=False)
+    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert "PLAY [Mail servers]" not in output
+    assert "mta_sts_tls_certificate /etc/ssl/certs/mail.pem does not cover mta-sts.four.test" in output
 
 
 def signer() -> str:

@@ -228,3 +228,11 @@ def test_mta_sts_without_addresses_or_with_bad_settings_is_refused():
         rec.domain_records({"name": "example.test", "mta_sts": {"mode": "on"}}, MX_WITH_ADDRESSES, [])
     assert rec.domain_policy_errors({"name": "example.test", "mta_sts": {"mode": "enforce", "max_age": 0.5}}) == [
         ("mta_sts", "max_age 0.5 is not a whole number of seconds from 0 to 31557600")]
+
+
+def test_mta_sts_policy_may_list_other_mx_names_than_the_mx_record():
+    domain = {"name": "example.test", "mta_sts": {"mode": "enforce"}}
+    own = rec.domain_records(domain, MX_WITH_ADDRESSES, [])
+    listed = rec.domain_records(domain, MX_WITH_ADDRESSES, [], policy_mx=["mx1.example.test", "mx2.example.test"])
+    more = rec.domain_records(domain, MX_WITH_ADDRESSES, [], policy_mx=["mx1.example.test", "backup.example.test"])
+    assert own == listed and own != more

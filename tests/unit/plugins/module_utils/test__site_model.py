@@ -266,7 +266,7 @@ RELAY = {"host": "smtp.provider.test", "port": 587, "username": "mx1@example.tes
 
 
 @pytest.mark.parametrize("relayhost", [
-    {}, None, RELAY, dict(RELAY, port=465, tls="smtps", ca_file="/etc/ssl/provider-ca.pem"),
+    {}, None, RELAY, dict(RELAY, port=465, tls="smtps", ca_file="/etc/ssl/provider-ca.pem"), dict(RELAY, port="2525"),
     {"host": "smtp.provider.test"},
 ])
 def test_sound_relayhosts(relayhost):
@@ -280,7 +280,8 @@ def test_sound_relayhosts(relayhost):
     ({"host": "provider"}, "host 'provider' is not a lower-case fully qualified host name"),
     ({"port": 0}, "port 0 is not a port number from 1 to 65535"),
     ({"port": 65536}, "port 65536 is not a port number"),
-    ({"port": "587"}, "port '587' is not a port number"),
+    ({"port": "58x"}, "port '58x' is not a port number"),
+    ({"port": -25}, "port -25 is not a port number"),
     ({"tls": "none"}, "tls 'none' is not one of starttls, smtps (TLS is never off)"),
     ({"ca_file": "ca.pem"}, "ca_file 'ca.pem' is not an absolute path"),
     ({"user": "x"}, "unknown keys user"),
