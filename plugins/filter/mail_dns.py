@@ -26,7 +26,7 @@ def mail_dns_records(domains, mx_hosts, dkim_rings, ttl=3600, policy_mx=None):
         result = {}
         for domain in domains:
             keys = [key for ring in dkim_rings for key in ring.get(domain["name"], {}).get("publish", [])
-                    if key.get("public_key")]
+                    if key.get("public_key") is not None]
             records = domain_records(domain, mx_hosts, keys, ttl, policy_mx)
             result[domain["name"]] = {"records": records, "zone": zone_fragment(records)}
         return result

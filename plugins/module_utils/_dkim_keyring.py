@@ -6,7 +6,9 @@ A ring is a plain dict (the JSON state file's content):
   {"version": 1, "domain": "example.test",
    "keys": [{"selector": "20261125", "key_type": "rsa", "bits": 2048, "state": "active",
              "created": 1795600000, "activated": 1795600000, "public_key": "MIIB..."}]}
-States: published (in DNS, not signing yet), active (signing), retired (record withdrawn, key deleted).
+States: published (in DNS, not signing yet), active (signing), retiring (in DNS, no longer signing), revoked
+(record with an empty p=, key deleted), retired (record withdrawn, key deleted); _dkim_rotation.py moves keys
+through them.
 This module decides; it never reads or writes files (see _state_file.py) and never returns private keys.
 """
 
@@ -24,7 +26,9 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records i
 RING_VERSION = 1
 KEY_TYPES = ("rsa", "ed25519")
 MIN_RSA_BITS = 1024
-STATES = ("published", "active", "retired")
+STATES = ("published", "active", "retiring", "revoked", "retired")
+# States whose private key is gone.
+KEYLESS_STATES = ("revoked", "retired")
 
 
 class KeyRingError(ValueError):
@@ -148,6 +152,8 @@ def with_keys(ring: dict, keys: list[dict]) -> dict:
 
 
 def published_keys(ring: dict) -> list[dict]:
-    """What the DNS must carry for this ring: every key that is not retired."""
-    return [{"selector": k["selector"], "key_type": k["key_type"], "public_key": k["public_key"]}
+    """What the DNS must carry for this ring: every key that is not retired; a revoked key with an empty
+    public key (p=, RFC 6376 3.6.1). public_key None: a key not made yet (check mode), nothing to publish."""
+    return [{"selector": k["selector"], "key_type": k["key_type"],
+             "public_key": "" if k["state"] == "revoked" else k["public_key"], "state": k["state"]}
             for k in ring["keys"] if k["state"] != "retired"]

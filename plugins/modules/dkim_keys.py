@@ -119,6 +119,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import (
+    KEYLESS_STATES,
     KeyRingError,
     check_key_request,
     check_ring,
@@ -157,7 +158,7 @@ def _load_ring(key_dir: str, domain: str) -> dict:
 def _complete(ring: dict, key_dir: str, mode: int, uid: int, gid: int) -> dict:
     """Generate the private key of every entry that has no public key yet (new, or interrupted before)."""
     for key in ring["keys"]:
-        if key["state"] != "retired" and not key.get("public_key"):
+        if key["state"] not in KEYLESS_STATES and not key.get("public_key"):
             pem = generate_private_key(key["key_type"], key.get("bits"))
             write_atomic(os.path.join(key_dir, key_file_name(ring["domain"], key["selector"])), pem, mode, uid, gid)
             key["public_key"] = public_key_b64(pem)
@@ -169,7 +170,7 @@ def _summary(ring: dict, key_dir: str) -> dict:
         "active": {k["key_type"]: {"selector": k["selector"],
                                    "key_file": os.path.join(key_dir, key_file_name(ring["domain"], k["selector"]))}
                    for k in ring["keys"] if k["state"] == "active"},
-        "publish": [dict(k, txt_value=dkim_txt_value(k["key_type"], k["public_key"]) if k["public_key"] else None)
+        "publish": [dict(k, txt_value=None if k["public_key"] is None else dkim_txt_value(k["key_type"], k["public_key"]))
                     for k in published_keys(ring)],
     }
 
@@ -230,7 +231,7 @@ def main() -> None:
     try:
         for domain in params["domains"]:
             ring = _load_ring(key_dir, domain)
-            incomplete = [k for k in ring["keys"] if k["state"] != "retired" and not k.get("public_key")]
+            incomplete = [k for k in ring["keys"] if k["state"] not in KEYLESS_STATES and not k.get("public_key")]
             planned = plan_initial_keys(ring, wanted, now, params["selector_tag"])
             diff["before"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
             if planned or incomplete:
@@ -247,7 +248,7 @@ def main() -> None:
             results[domain] = _summary(ring, key_dir)
             for path in [os.path.join(key_dir, f"{domain}.json")] + [
                     os.path.join(key_dir, key_file_name(domain, k["selector"])) for k in ring["keys"]
-                    if k["state"] != "retired"]:
+                    if k["state"] not in KEYLESS_STATES]:
                 if os.path.exists(path):
                     changed = module.set_fs_attributes_if_different(
                         {"path": path, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
