@@ -19,6 +19,7 @@ backwards.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -201,3 +202,19 @@ class _Run:
         elif key["state"] == "revoked" and self.now - key["revoked"] >= self.schedule.revocation:
             key.update(state="retired", retired=self.now)
             self.act("retire", key)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
+
+
+def parse_duration(value: object) -> int:
+    """Seconds from an int or a string such as "3600", "72h", "1w", "1d12h"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text.isdigit():
+        return int(text)
+    parts = re.findall(r"(\d+)\s*([smhdw])", text)
+    if not parts or re.sub(r"\s", "", text) != "".join(number + unit for number, unit in parts):
+        raise KeyRingError(f"duration {value!r} is not seconds or <number><s|m|h|d|w>, such as 72h or 1w")
+    return sum(int(number) * _UNITS[unit] for number, unit in parts)

@@ -19,6 +19,11 @@ description:
   - One call handles every domain, so adding a domain adds no task and no round trip.
   - A state file that cannot be read, or key files without a state file, is an error; the module never
     silently makes a new key beside keys that may be in use.
+  - V(state=rotate) moves each ring one step along its rotation schedule (see docs/rotation.md). A successor
+    key is created when the active one has signed for O(interval); it becomes active only once its TXT record
+    has been visible with exactly its value on every name server asked (O(nameservers), else the domain's
+    authoritative servers) for O(lead); a replaced key stays published for O(grace), then is revoked (empty
+    C(p=), for O(revocation)) or retired, and its private key deleted. A run with nothing due changes nothing.
 version_added: 0.1.0
 author: opendove.mailserver contributors
 requirements:
@@ -52,8 +57,10 @@ options:
       - V(present) makes sure every domain has its active keys.
       - V(query) only reads the key rings and reports them (what C(dns_records.yml) publishes); it changes
         nothing and ignores the key options.
+      - V(rotate) moves every ring one step along its rotation schedule; it needs the active keys that
+        V(present) makes.
     type: str
-    choices: [present, query]
+    choices: [present, query, rotate]
     default: present
   rsa_bits:
     description: Size of new RSA keys; at least 1024 (RFC 8301), 2048 recommended.
@@ -63,6 +70,38 @@ options:
     description: Also keep an Ed25519 key (RFC 8463), for signers that sign with both (Rspamd).
     type: bool
     default: false
+  interval:
+    description: How long an active key signs before its successor is created, in seconds or as C(180d) or C(26w).
+    type: raw
+    default: 180d
+  lead:
+    description: How long a successor's record must be visible before it signs, longer than O(record_ttl).
+    type: raw
+    default: 3d
+  grace:
+    description: How long a replaced key stays published, longer than O(queue_lifetime) and not shorter than O(lead).
+    type: raw
+    default: 7d
+  revocation:
+    description: How long a retired key is published with an empty C(p=) before its record goes (0 for none).
+    type: raw
+    default: 0
+  record_ttl:
+    description: The TTL the DKIM records are published with.
+    type: raw
+    default: 1h
+  queue_lifetime:
+    description: The longest a message may wait in a queue before it bounces (OpenSMTPD's default is 4 days).
+    type: raw
+    default: 4d
+  nameservers:
+    description:
+      - Addresses of the name servers to check new records on (O(state=rotate)); every one must answer with
+        exactly the record's value.
+      - Empty asks the authoritative name servers of each domain, found through the host's resolver.
+    type: list
+    elements: str
+    default: []
   owner:
     description: Owner of the key files and state files (the signer reads them).
     type: str
@@ -108,6 +147,21 @@ created:
   returned: always
   type: list
   elements: str
+actions:
+  description:
+    - With O(state=rotate), what each ring did or waits for, per domain; C(action) is create, visible, hidden,
+      wait (with the DNS C(status) and C(activates_at), a Unix time or null), activate, deactivate, revoke,
+      retire or clock (the host's clock is behind the ring's last step).
+  returned: always
+  type: dict
+  sample:
+    example.test:
+      - {action: wait, selector: 20270524-mx1, key_type: rsa, status: absent, activates_at: null}
+activated:
+  description: The selectors that started signing in this run, as domain/selector (the signer must reload).
+  returned: always
+  type: list
+  elements: str
 """
 
 import glob
@@ -130,6 +184,16 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring 
     public_key_b64,
     published_keys,
     with_keys,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_rotation import (
+    Schedule,
+    parse_duration,
+    rotate,
+    schedule_errors,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_check import (
+    authoritative_servers,
+    record_status,
 )
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
     DnsRecordError,
@@ -175,15 +239,61 @@ def _summary(ring: dict, key_dir: str) -> dict:
     }
 
 
+def _dns_statuses(ring: dict, nameservers: list[str]) -> dict[str, str]:
+    """selector -> DNS status of the record of every key waiting to be activated (made, not yet signing)."""
+    pending = [k for k in ring["keys"] if k["state"] == "published" and k.get("public_key")]
+    if not pending:
+        return {}
+    try:
+        servers = nameservers or authoritative_servers(ring["domain"])
+    except Exception:  # noqa: BLE001 - any resolver failure means "cannot tell yet", never "go ahead"
+        servers = []
+    return {k["selector"]: record_status(f"{k['selector']}._domainkey.{ring['domain']}",
+                                         dkim_txt_value(k["key_type"], k["public_key"]), servers)
+            for k in pending}
+
+
+def _without_check_time(ring: dict) -> dict:
+    return {key: value for key, value in ring.items() if key != "checked"}
+
+
+def _apply(ring: dict, key_dir: str, mode: int, uid: int, gid: int) -> dict:
+    """Write a ring that changed, make its new keys and delete the keys it no longer holds, in an order that
+    a killed run leaves something the next run completes: the state first (new selectors without keys are
+    completed, keyless states lose their files), then the key files, then the state with the public keys."""
+    state_file = os.path.join(key_dir, f"{ring['domain']}.json")
+    save_json(state_file, ring, mode, uid, gid)
+    ring = _complete(ring, key_dir, mode, uid, gid)
+    save_json(state_file, ring, mode, uid, gid)
+    for key in ring["keys"]:
+        path = os.path.join(key_dir, key_file_name(ring["domain"], key["selector"]))
+        if key["state"] in KEYLESS_STATES and os.path.exists(path):
+            os.unlink(path)
+    return ring
+
+
+def _stale_files(ring: dict, key_dir: str) -> bool:
+    """Key files a keyless key still has (a run killed before it deleted them)."""
+    return any(os.path.exists(os.path.join(key_dir, key_file_name(ring["domain"], k["selector"])))
+               for k in ring["keys"] if k["state"] in KEYLESS_STATES)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "domains": {"type": "list", "elements": "str", "required": True},
             "key_dir": {"type": "path", "default": "/var/lib/opendove/dkim"},
             "selector_tag": {"type": "str", "default": ""},
-            "state": {"type": "str", "default": "present", "choices": ["present", "query"]},
+            "state": {"type": "str", "default": "present", "choices": ["present", "query", "rotate"]},
             "rsa_bits": {"type": "int", "default": 2048},
             "ed25519": {"type": "bool", "default": False},
+            "interval": {"type": "raw", "default": "180d"},
+            "lead": {"type": "raw", "default": "3d"},
+            "grace": {"type": "raw", "default": "7d"},
+            "revocation": {"type": "raw", "default": 0},
+            "record_ttl": {"type": "raw", "default": "1h"},
+            "queue_lifetime": {"type": "raw", "default": "4d"},
+            "nameservers": {"type": "list", "elements": "str", "default": []},
             "owner": {"type": "str", "default": "root"},
             "group": {"type": "str", "default": "root"},
             "mode": {"type": "str", "default": "0600"},
@@ -204,14 +314,18 @@ def main() -> None:
             check_key_request(key_type, bits)
         if params["selector_tag"]:
             check_selector(params["selector_tag"])
+        schedule = Schedule(**{name: parse_duration(params[name]) for name in
+                               ("interval", "lead", "grace", "revocation", "record_ttl", "queue_lifetime")})
     except (KeyRingError, DnsRecordError) as exc:
         module.fail_json(msg=str(exc))
+    if params["state"] == "rotate" and schedule_errors(schedule):
+        module.fail_json(msg=f"rotation schedule: {'; '.join(schedule_errors(schedule))}")
     if params["state"] == "query":
         try:
             rings = {domain: _summary(_load_ring(key_dir, domain), key_dir) for domain in params["domains"]}
         except (KeyRingError, StateFileError) as exc:
             module.fail_json(msg=str(exc))
-        module.exit_json(changed=False, domains=rings, created=[])
+        module.exit_json(changed=False, domains=rings, created=[], actions={}, activated=[])
     changed = False
     if os.path.exists(key_dir) and not os.path.isdir(key_dir):
         module.fail_json(msg=f"key_dir {key_dir} is not a directory")
@@ -225,40 +339,51 @@ def main() -> None:
             {"path": key_dir, "owner": "root", "group": params["group"], "mode": "0750",
              "attributes": None, "secontext": [None, None, None]}, changed)
 
+    # Every ring's next state is decided before anything is written: an error in one domain changes nothing.
     now = time.time()
-    created, results = [], {}
-    diff = {"before": {}, "after": {}}
+    plans, actions = [], {}
     try:
         for domain in params["domains"]:
             ring = _load_ring(key_dir, domain)
-            incomplete = [k for k in ring["keys"] if k["state"] not in KEYLESS_STATES and not k.get("public_key")]
-            planned = plan_initial_keys(ring, wanted, now, params["selector_tag"])
-            diff["before"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
-            if planned or incomplete:
-                changed = True
-                created += [f"{domain}/{k['selector']}" for k in planned + incomplete]
-                ring = with_keys(ring, [dict(k, public_key=None) for k in planned])
-                if not module.check_mode:
-                    state_file = os.path.join(key_dir, f"{domain}.json")
-                    # Record the new selectors before their keys exist: an interrupted run is completed by
-                    # the next one instead of leaving key files the state does not know.
-                    save_json(state_file, ring, mode, uid, gid)
-                    save_json(state_file, _complete(ring, key_dir, mode, uid, gid), mode, uid, gid)
-            diff["after"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
-            results[domain] = _summary(ring, key_dir)
-            for path in [os.path.join(key_dir, f"{domain}.json")] + [
-                    os.path.join(key_dir, key_file_name(domain, k["selector"])) for k in ring["keys"]
-                    if k["state"] not in KEYLESS_STATES]:
-                if os.path.exists(path):
-                    changed = module.set_fs_attributes_if_different(
-                        {"path": path, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
-                         "attributes": None, "secontext": [None, None, None]}, changed)
-                elif not module.check_mode:
-                    module.fail_json(msg=f"{domain}: {path} is missing although the key ring lists it")
+            if params["state"] == "rotate":
+                updated, actions[domain] = rotate(ring, wanted, schedule, now,
+                                                  _dns_statuses(ring, params["nameservers"]), params["selector_tag"])
+            else:
+                updated = with_keys(ring, [dict(k, public_key=None) for k in
+                                           plan_initial_keys(ring, wanted, now, params["selector_tag"])])
+            plans.append((ring, updated))
     except (KeyRingError, StateFileError) as exc:
         module.fail_json(msg=str(exc))
 
-    module.exit_json(changed=changed, domains=results, created=created, diff=diff)
+    created, activated, results = [], [], {}
+    diff = {"before": {}, "after": {}}
+    for ring, updated in plans:
+        domain = ring["domain"]
+        diff["before"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
+        known = {k["selector"] for k in ring["keys"]}
+        created += [f"{domain}/{k['selector']}" for k in updated["keys"]
+                    if k["state"] not in KEYLESS_STATES and not k.get("public_key")]
+        activated += [f"{domain}/{k['selector']}" for k in updated["keys"] if k["state"] == "active" and
+                      (k["selector"] not in known or diff["before"][domain][k["selector"]] != "active")]
+        if (_without_check_time(updated) != _without_check_time(ring) or _stale_files(updated, key_dir)
+                or any(k["state"] not in KEYLESS_STATES and not k.get("public_key") for k in updated["keys"])):
+            changed = True
+            if not module.check_mode:
+                updated = _apply(updated, key_dir, mode, uid, gid)
+        diff["after"][domain] = {k["selector"]: k["state"] for k in updated["keys"]}
+        results[domain] = _summary(updated, key_dir)
+        for path in [os.path.join(key_dir, f"{domain}.json")] + [
+                os.path.join(key_dir, key_file_name(domain, k["selector"])) for k in updated["keys"]
+                if k["state"] not in KEYLESS_STATES]:
+            if os.path.exists(path):
+                changed = module.set_fs_attributes_if_different(
+                    {"path": path, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
+                     "attributes": None, "secontext": [None, None, None]}, changed)
+            elif not module.check_mode:
+                module.fail_json(msg=f"{domain}: {path} is missing although the key ring lists it")
+
+    module.exit_json(changed=changed, domains=results, created=created, actions=actions, activated=activated,
+                     diff=diff)
 
 
 if __name__ == "__main__":

@@ -302,3 +302,15 @@ def test_random_schedules_never_sign_unpublished_and_keep_one_active_key(seed):
 
 def test_one_long_random_schedule_rotates_many_times():
     assert len(simulate(2026, steps=1000)) >= 20
+
+
+@pytest.mark.parametrize("value, seconds", [(3600, 3600), ("3600", 3600), ("72h", 259200), ("1w", 604800),
+                                            ("1d12h", 129600), ("180d", 15552000), ("30m", 1800)])
+def test_durations(value, seconds):
+    assert rot.parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "1y", "d", "3 days", "-1d", "1.5d", None, True])
+def test_bad_durations_are_refused(value):
+    with pytest.raises(KeyRingError, match="is not seconds or"):
+        rot.parse_duration(value)

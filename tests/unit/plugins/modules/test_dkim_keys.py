@@ -11,6 +11,7 @@ import pwd
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dkim
@@ -148,3 +149,99 @@ def test_query_reports_the_rings_and_changes_nothing(key_dir):
     assert queried["domains"]["example.test"] == made["domains"]["example.test"]
     assert queried["domains"]["new.test"] == {"active": {}, "publish": []}
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700 and not (key_dir / "new.test.json").exists()
+
+
+# Rotation with seconds-long durations against a DNS server on 127.0.0.1 (tests/unit/conftest.py).
+FAST = {"interval": 20, "lead": 2, "grace": 3, "record_ttl": 1, "queue_lifetime": 2, "revocation": 0}
+
+
+def rotate_args(key_dir, dns_server, **extra):
+    return args_for(key_dir, domains=["example.test"], state="rotate", selector_tag="mx1",
+                    nameservers=[f"127.0.0.1#{dns_server.port}"], **{**FAST, **extra})
+
+
+def ring_file(key_dir) -> dict:
+    return json.loads((key_dir / "example.test.json").read_text())
+
+
+def backdate(key_dir, seconds: int) -> None:
+    """As if the active keys had signed for `seconds` already (instead of sleeping through the interval)."""
+    ring = ring_file(key_dir)
+    for key in ring["keys"]:
+        key["created"] -= seconds
+        key["activated"] -= seconds
+    (key_dir / "example.test.json").write_text(json.dumps(ring))
+
+
+def test_rotation_through_dns_from_creation_to_retirement(key_dir, dns_server):
+    first = run_module(args_for(key_dir, domains=["example.test"], selector_tag="mx1"))
+    old = first["domains"]["example.test"]["active"]["rsa"]
+    publish = first["domains"]["example.test"]["publish"][0]
+    dns_server.records[f"{publish['selector']}._domainkey.example.test"] = [publish["txt_value"]]
+    assert not run_module(rotate_args(key_dir, dns_server))["changed"]  # nothing due yet
+    backdate(key_dir, 20)
+
+    created = run_module(rotate_args(key_dir, dns_server))
+    [(action, new)] = [(a["action"], a["selector"]) for a in created["actions"]["example.test"]]
+    assert action == "create" and created["changed"] and created["created"] == [f"example.test/{new}"]
+    assert (key_dir / f"example.test.{new}.key").exists()
+    record = next(k for k in created["domains"]["example.test"]["publish"] if k["selector"] == new)
+
+    # Not in DNS yet: nothing changes, however often it runs.
+    waiting = run_module(rotate_args(key_dir, dns_server))
+    assert not waiting["changed"] and waiting["actions"]["example.test"][0]["status"] == "absent"
+    # A wrong value is not a go-ahead either.
+    dns_server.records[f"{new}._domainkey.example.test"] = [record["txt_value"].replace("p=", "p=X")]
+    assert run_module(rotate_args(key_dir, dns_server))["actions"]["example.test"][0]["status"] == "mismatch"
+
+    dns_server.records[f"{new}._domainkey.example.test"] = [record["txt_value"]]
+    seen = run_module(rotate_args(key_dir, dns_server))
+    assert [a["action"] for a in seen["actions"]["example.test"]] == ["visible", "wait"] and seen["changed"]
+    assert seen["domains"]["example.test"]["active"]["rsa"]["selector"] == old["selector"]
+    time.sleep(2)
+
+    before = (key_dir / "example.test.json").read_bytes()
+    predicted = run_module(rotate_args(key_dir, dns_server), check=True)
+    assert predicted["activated"] == [f"example.test/{new}"] and (key_dir / "example.test.json").read_bytes() == before
+
+    switched = run_module(rotate_args(key_dir, dns_server))
+    assert switched["activated"] == [f"example.test/{new}"]
+    assert switched["domains"]["example.test"]["active"]["rsa"]["selector"] == new
+    assert {k["selector"]: k["state"] for k in ring_file(key_dir)["keys"]} == {old["selector"]: "retiring",
+                                                                                new: "active"}
+    assert Path(old["key_file"]).exists()  # still published: verifiers of mail in flight need its record
+    time.sleep(3)
+
+    retired = run_module(rotate_args(key_dir, dns_server))
+    assert [a["action"] for a in retired["actions"]["example.test"]] == ["retire"]
+    assert not Path(old["key_file"]).exists()
+    assert [k["selector"] for k in retired["domains"]["example.test"]["publish"]] == [new]
+    assert not run_module(rotate_args(key_dir, dns_server))["changed"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"grace": 1}, "grace (1 s) must be longer than the queue lifetime"),
+    ({"interval": 0}, "interval is 0"),
+    ({"lead": "soon"}, "duration 'soon' is not seconds"),
+])
+def test_contradictory_durations_fail_before_anything_changes(key_dir, dns_server, extra, message):
+    run_module(args_for(key_dir, domains=["example.test"]))
+    before = sorted((p.name, p.read_bytes()) for p in key_dir.iterdir())
+    result = run_module(rotate_args(key_dir, dns_server, **extra))
+    assert result.get("failed") is True and message in result["msg"]
+    assert sorted((p.name, p.read_bytes()) for p in key_dir.iterdir()) == before
+
+
+def test_size_change_in_the_middle_of_a_rotation_is_refused(key_dir, dns_server):
+    run_module(args_for(key_dir, domains=["example.test"]))
+    backdate(key_dir, 20)
+    run_module(rotate_args(key_dir, dns_server))
+    before = sorted((p.name, p.read_bytes()) for p in key_dir.iterdir())
+    result = run_module(rotate_args(key_dir, dns_server, rsa_bits=3072))
+    assert result.get("failed") is True and "a change to 3072 bits must wait until it is active" in result["msg"]
+    assert sorted((p.name, p.read_bytes()) for p in key_dir.iterdir()) == before
+
+
+def test_rotation_never_makes_a_first_key(key_dir, dns_server):
+    result = run_module(rotate_args(key_dir, dns_server))
+    assert result.get("failed") is True and "site.yml makes the first one" in result["msg"]
