@@ -70,38 +70,45 @@ options:
     description: Also keep an Ed25519 key (RFC 8463), for signers that sign with both (Rspamd).
     type: bool
     default: false
-  interval:
-    description: How long an active key signs before its successor is created, in seconds or as C(180d) or C(26w).
-    type: raw
-    default: 180d
-  lead:
-    description: How long a successor's record must be visible before it signs, longer than O(record_ttl).
-    type: raw
-    default: 3d
-  grace:
-    description: How long a replaced key stays published, longer than O(queue_lifetime) and not shorter than O(lead).
-    type: raw
-    default: 7d
-  revocation:
-    description: How long a retired key is published with an empty C(p=) before its record goes (0 for none).
-    type: raw
-    default: 0
-  record_ttl:
-    description: The TTL the DKIM records are published with.
-    type: raw
-    default: 1h
-  queue_lifetime:
-    description: The longest a message may wait in a queue before it bounces (OpenSMTPD's default is 4 days).
-    type: raw
-    default: 4d
-  nameservers:
+  rotation:
     description:
-      - Addresses of the name servers to check new records on (O(state=rotate)); every one must answer with
-        exactly the record's value.
-      - Empty asks the authoritative name servers of each domain, found through the host's resolver.
-    type: list
-    elements: str
-    default: []
+      - The rotation schedule (O(state=rotate)); durations in seconds or as C(72h), C(7d), C(26w).
+      - Checked before anything changes, with O(state=present) too.
+    type: dict
+    default: {}
+    suboptions:
+      interval:
+        description: How long an active key signs before its successor is created.
+        type: raw
+        default: 180d
+      lead:
+        description: How long a successor's record must be visible before it signs, longer than O(rotation.record_ttl).
+        type: raw
+        default: 3d
+      grace:
+        description: How long a replaced key stays published, longer than O(rotation.queue_lifetime) and at least O(rotation.lead).
+        type: raw
+        default: 7d
+      revocation:
+        description: How long a retired key is published with an empty C(p=) before its record goes (0 for none).
+        type: raw
+        default: 0
+      record_ttl:
+        description: The TTL the DKIM records are published with.
+        type: raw
+        default: 1h
+      queue_lifetime:
+        description: The longest a message may wait in a queue before it bounces (OpenSMTPD's default is 4 days).
+        type: raw
+        default: 4d
+      nameservers:
+        description:
+          - Addresses (or C(address#port)) of the name servers to check new records on; every one must answer
+            with exactly the record's value.
+          - Empty asks the authoritative name servers of each domain, found through the host's resolver.
+        type: list
+        elements: str
+        default: []
   owner:
     description: Owner of the key files and state files (the signer reads them).
     type: str
@@ -287,13 +294,15 @@ def main() -> None:
             "state": {"type": "str", "default": "present", "choices": ["present", "query", "rotate"]},
             "rsa_bits": {"type": "int", "default": 2048},
             "ed25519": {"type": "bool", "default": False},
-            "interval": {"type": "raw", "default": "180d"},
-            "lead": {"type": "raw", "default": "3d"},
-            "grace": {"type": "raw", "default": "7d"},
-            "revocation": {"type": "raw", "default": 0},
-            "record_ttl": {"type": "raw", "default": "1h"},
-            "queue_lifetime": {"type": "raw", "default": "4d"},
-            "nameservers": {"type": "list", "elements": "str", "default": []},
+            "rotation": {"type": "dict", "default": {}, "options": {
+                "interval": {"type": "raw", "default": "180d"},
+                "lead": {"type": "raw", "default": "3d"},
+                "grace": {"type": "raw", "default": "7d"},
+                "revocation": {"type": "raw", "default": 0},
+                "record_ttl": {"type": "raw", "default": "1h"},
+                "queue_lifetime": {"type": "raw", "default": "4d"},
+                "nameservers": {"type": "list", "elements": "str", "default": []},
+            }},
             "owner": {"type": "str", "default": "root"},
             "group": {"type": "str", "default": "root"},
             "mode": {"type": "str", "default": "0600"},
@@ -314,12 +323,12 @@ def main() -> None:
             check_key_request(key_type, bits)
         if params["selector_tag"]:
             check_selector(params["selector_tag"])
-        schedule = Schedule(**{name: parse_duration(params[name]) for name in
-                               ("interval", "lead", "grace", "revocation", "record_ttl", "queue_lifetime")})
+        schedule = Schedule(**{name: parse_duration(value) for name, value in params["rotation"].items()
+                               if name != "nameservers"})
     except (KeyRingError, DnsRecordError) as exc:
         module.fail_json(msg=str(exc))
-    if params["state"] == "rotate" and schedule_errors(schedule):
-        module.fail_json(msg=f"rotation schedule: {'; '.join(schedule_errors(schedule))}")
+    if schedule_errors(schedule):
+        module.fail_json(msg=f"rotation: {'; '.join(schedule_errors(schedule))}")
     if params["state"] == "query":
         try:
             rings = {domain: _summary(_load_ring(key_dir, domain), key_dir) for domain in params["domains"]}
@@ -347,7 +356,7 @@ def main() -> None:
             ring = _load_ring(key_dir, domain)
             if params["state"] == "rotate":
                 updated, actions[domain] = rotate(ring, wanted, schedule, now,
-                                                  _dns_statuses(ring, params["nameservers"]), params["selector_tag"])
+                                                  _dns_statuses(ring, params["rotation"]["nameservers"]), params["selector_tag"])
             else:
                 updated = with_keys(ring, [dict(k, public_key=None) for k in
                                            plan_initial_keys(ring, wanted, now, params["selector_tag"])])

@@ -156,8 +156,9 @@ FAST = {"interval": 20, "lead": 2, "grace": 3, "record_ttl": 1, "queue_lifetime"
 
 
 def rotate_args(key_dir, dns_server, **extra):
-    return args_for(key_dir, domains=["example.test"], state="rotate", selector_tag="mx1",
-                    nameservers=[f"127.0.0.1#{dns_server.port}"], **{**FAST, **extra})
+    rotation = {**FAST, "nameservers": [f"127.0.0.1#{dns_server.port}"], **extra.pop("rotation", {})}
+    return args_for(key_dir, **{"domains": ["example.test"], "state": "rotate", "selector_tag": "mx1",
+                                "rotation": rotation, **extra})
 
 
 def ring_file(key_dir) -> dict:
@@ -220,9 +221,10 @@ def test_rotation_through_dns_from_creation_to_retirement(key_dir, dns_server):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"grace": 1}, "grace (1 s) must be longer than the queue lifetime"),
-    ({"interval": 0}, "interval is 0"),
-    ({"lead": "soon"}, "duration 'soon' is not seconds"),
+    ({"rotation": {"grace": 1}}, "grace (1 s) must be longer than the queue lifetime"),
+    ({"rotation": {"interval": 0}}, "interval is 0"),
+    ({"rotation": {"lead": "soon"}}, "duration 'soon' is not seconds"),
+    ({"rotation": {"grace": 1}, "state": "present"}, "grace (1 s) must be longer than the queue lifetime"),
 ])
 def test_contradictory_durations_fail_before_anything_changes(key_dir, dns_server, extra, message):
     run_module(args_for(key_dir, domains=["example.test"]))

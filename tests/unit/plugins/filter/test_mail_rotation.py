@@ -1,0 +1,36 @@
+"""The rotation filters: schedule validation for site.yml and the summary rotate_keys.yml prints."""
+
+import pytest
+
+from ansible_collections.opendove.mailserver.plugins.filter.mail_rotation import FilterModule
+
+FILTERS = FilterModule().filters()
+
+
+@pytest.mark.parametrize("rotation, message", [
+    ({}, None), (None, None), ({"interval": "90d", "nameservers": ["192.0.2.53"]}, None),
+    ({"grace": "2d"}, "mail_dkim_rotation: grace (172800 s) must be longer than the queue lifetime"),
+    ({"lead": "30m"}, "must be longer than the record TTL"),
+    ({"interval": "0"}, "interval is 0"),
+    ({"interval": "six months"}, "duration 'six months' is not seconds"),
+    ({"leed": "3d"}, "unknown keys leed"),
+])
+def test_rotation_errors(rotation, message):
+    errors = FILTERS["mail_dkim_rotation_errors"](rotation)
+    assert (errors == []) if message is None else any(message in e for e in errors), errors
+
+
+def test_summary_says_what_to_publish_and_when():
+    result = {"domains": {"a.test": {"active": {"rsa": {"selector": "s1"}}}, "b.test": {"active": {}}},
+              "actions": {"a.test": [
+                  {"action": "wait", "selector": "s2", "key_type": "rsa", "status": "absent", "activates_at": None},
+                  {"action": "wait", "selector": "s3", "key_type": "ed25519", "status": "visible",
+                   "activates_at": 1800000000},
+                  {"action": "retire", "selector": "s0", "key_type": "rsa"}]}}
+    assert FILTERS["mail_rotation_summary"](result) == [
+        "a.test: signs with s1 (rsa)",
+        "a.test: s2 (rsa) waits for its record in DNS (absent): publish what dns_records.yml writes",
+        "a.test: s3 (ed25519) is visible in DNS; it signs from 2027-01-15 08:00 UTC on",
+        "a.test: s0 (rsa) is retired: remove its record (dns_records.yml no longer writes it)",
+        "b.test: signs with no key",
+    ]
