@@ -124,18 +124,14 @@ def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float, tag
 
     The first key of a type becomes active at once: nothing signs for the domain yet, so there is no
     published key to keep using (publish its record before sending mail; rotation gates later keys on DNS).
-    A change of RSA size for a type that has an active key is refused: that is a rotation.
+    A type that has an active key needs nothing here, whatever its size: a new RSA size is a rotation
+    (rotate_keys.yml), which makes the successor with that size.
     """
-    domain = ring["domain"]
     taken = {k["selector"] for k in ring["keys"]}
     planned = []
     for key_type, bits in wanted.items():
         check_key_request(key_type, bits)
-        current = active_key(ring, key_type)
-        if current is not None:
-            if key_type == "rsa" and current.get("bits") != bits:
-                raise KeyRingError(f"{domain}: the active RSA key {current['selector']} has {current.get('bits')} "
-                                   f"bits, not {bits}; changing the size is a key rotation")
+        if active_key(ring, key_type) is not None:
             continue
         selector = selector_for(key_type, now, taken, tag)
         taken.add(selector)

@@ -225,29 +225,29 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
+# What each action means to the operator; {what} is "<domain>: <selector> (<key type>)".
+_SUMMARY = {
+    "create": "{what} is new: publish its record (dns_records.yml); it signs once it has been visible for the "
+              "lead time",
+    "wait": "{what} waits for its record in DNS ({status}): publish what dns_records.yml writes",
+    "visible": None,
+    "hidden": None,
+    "activate": "{what} signs now; {replaces} stays published for the grace period",
+    "deactivate": "{what} no longer signs ({reason}); it stays published for the grace period",
+    "revoke": "{what} is revoked: publish its record with an empty p= (dns_records.yml)",
+    "retire": "{what} is retired: remove its record (dns_records.yml no longer writes it)",
+    "clock": "{domain}: {reason}",
+}
+
+
 def summary(domain: str, active: Mapping[str, Mapping], actions: list[dict]) -> list[str]:
     """What a rotation run means for one domain, in lines an operator acts on (what to publish or remove)."""
     signing = ", ".join(f"{key['selector']} ({key_type})" for key_type, key in sorted(active.items()))
     lines = [f"{domain}: signs with {signing or 'no key'}"]
     for action in actions:
-        what = f"{domain}: {action.get('selector', '')} ({action.get('key_type', '')})"
-        kind = action["action"]
-        if kind == "create":
-            lines.append(f"{what} is new: publish its record (dns_records.yml); it signs once it has been visible "
-                         "for the lead time")
-        elif kind == "wait" and action["activates_at"] is None:
-            lines.append(f"{what} waits for its record in DNS ({action['status']}): publish what dns_records.yml "
-                         "writes")
-        elif kind == "wait":
+        what = f"{domain}: {action.get('selector')} ({action.get('key_type')})"
+        if action["action"] == "wait" and action["activates_at"] is not None:
             lines.append(f"{what} is visible in DNS; it signs from {_when(action['activates_at'])} on")
-        elif kind == "activate":
-            lines.append(f"{what} signs now; {action['replaces']} stays published for the grace period")
-        elif kind == "deactivate":
-            lines.append(f"{what} no longer signs ({action['reason']}); it stays published for the grace period")
-        elif kind == "revoke":
-            lines.append(f"{what} is revoked: publish its record with an empty p= (dns_records.yml)")
-        elif kind == "retire":
-            lines.append(f"{what} is retired: remove its record (dns_records.yml no longer writes it)")
-        elif kind == "clock":
-            lines.append(f"{domain}: {action['reason']}")
+        elif _SUMMARY[action["action"]]:
+            lines.append(_SUMMARY[action["action"]].format(what=what, **action))
     return lines

@@ -110,11 +110,11 @@ def test_adding_ed25519_later_keeps_the_rsa_key():
     assert [(k["selector"], k["key_type"]) for k in planned] == [("20261126-ed25519", "ed25519")]
 
 
-def test_changing_the_rsa_size_of_an_active_key_is_refused():
+def test_a_new_rsa_size_is_left_to_the_rotation():
+    """site.yml keeps signing with the active key; rotate_keys.yml makes the successor with the new size."""
     ring = ring_.with_keys(ring_.new_ring("example.test"),
                            ring_.plan_initial_keys(ring_.new_ring("example.test"), {"rsa": 2048}, NOW))
-    with pytest.raises(ring_.KeyRingError, match="changing the size is a key rotation"):
-        ring_.plan_initial_keys(ring, {"rsa": 4096}, NOW)
+    assert ring_.plan_initial_keys(ring, {"rsa": 4096}, NOW) == []
 
 
 def test_with_keys_does_not_change_the_original():

@@ -314,3 +314,19 @@ def test_durations(value, seconds):
 def test_bad_durations_are_refused(value):
     with pytest.raises(KeyRingError, match="is not seconds or"):
         rot.parse_duration(value)
+
+
+def test_summary_has_a_line_for_every_action_an_operator_acts_on():
+    base = {"domain": "example.test", "selector": "b", "key_type": "rsa"}
+    actions = [dict(base, action="create", reason="due"), dict(base, action="visible"),
+               dict(base, action="activate", replaces="a"), dict(base, action="deactivate", reason="not wanted"),
+               dict(base, action="revoke"), {"action": "clock", "domain": "example.test", "reason": "behind"}]
+    assert rot.summary("example.test", {"rsa": {"selector": "b"}}, actions) == [
+        "example.test: signs with b (rsa)",
+        "example.test: b (rsa) is new: publish its record (dns_records.yml); it signs once it has been visible "
+        "for the lead time",
+        "example.test: b (rsa) signs now; a stays published for the grace period",
+        "example.test: b (rsa) no longer signs (not wanted); it stays published for the grace period",
+        "example.test: b (rsa) is revoked: publish its record with an empty p= (dns_records.yml)",
+        "example.test: behind",
+    ]
