@@ -1,0 +1,142 @@
+"""SRS secrets shared by every MX host: made once, adopted from older per-host files, the newest state spread,
+rotated on schedule (current -> backup), the backup dropped after its grace; injected clock and secret maker."""
+
+import itertools
+
+import pytest
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._srs import (
+    DAY,
+    SrsError,
+    SrsSchedule,
+    check_state,
+    parse_conf,
+    plan,
+    schedule_errors,
+    summary,
+)
+
+SCHEDULE = SrsSchedule()
+T0 = 1_800_000_000
+
+
+@pytest.fixture()
+def maker():
+    counter = itertools.count(1)
+    return lambda: f"secret{next(counter):027d}"
+
+
+def state(current="a" * 40, created=T0, backup=None, replaced=None):
+    return {"current": {"secret": current, "created": created},
+            "backup": None if backup is None else {"secret": backup, "replaced": replaced}}
+
+
+def test_defaults_are_a_year_and_a_month():
+    assert (SCHEDULE.interval, SCHEDULE.grace, SCHEDULE.address_ttl) == (365 * DAY, 30 * DAY, 4 * DAY)
+    assert schedule_errors(SCHEDULE) == []
+
+
+@pytest.mark.parametrize("schedule, message", [
+    (SrsSchedule(grace=3 * DAY), "shorter than the SRS address lifetime"),
+    (SrsSchedule(interval=30 * DAY), "must be longer than grace"),
+    (SrsSchedule(interval=0), "not a positive whole number"),
+    (SrsSchedule(grace=True), "not a positive whole number"),
+])
+def test_contradictory_durations(schedule, message, maker):
+    assert any(message in e for e in schedule_errors(schedule))
+    with pytest.raises(SrsError, match=message):
+        plan({"h1": state()}, {}, schedule, T0, maker, rotate=True)
+
+
+def test_first_run_makes_one_secret_for_every_host(maker):
+    new, actions = plan({"h1": None, "h2": None}, {}, SCHEDULE, T0, maker, rotate=False)
+    assert new == state("secret" + "1".zfill(27)) and actions == [{"action": "create"}]
+
+
+def test_secrets_the_hosts_made_alone_are_adopted_two_kept(maker):
+    legacy = {"h2": ["b" * 48], "h1": ["a" * 48], "h3": ["b" * 48, "c" * 48]}
+    new, actions = plan({}, legacy, SCHEDULE, T0, maker, rotate=True)
+    assert new == state("a" * 48, T0, "b" * 48, T0)
+    assert actions == [{"action": "adopt", "kept": 2, "found": 3}]
+
+
+def test_the_newest_state_wins_and_a_new_host_gets_it(maker):
+    old = state("a" * 40, T0)
+    rotated = state("b" * 40, T0 + 400 * DAY, "a" * 40, T0 + 400 * DAY)
+    for rotate in (False, True):
+        new, actions = plan({"h1": old, "h2": rotated, "h3": None}, {"h3": ["c" * 40]}, SCHEDULE,
+                            T0 + 401 * DAY, maker, rotate)
+        assert new == rotated and actions == []
+
+
+def test_site_run_never_rotates(maker):
+    new, actions = plan({"h1": state()}, {}, SCHEDULE, T0 + 10 * 365 * DAY, maker, rotate=False)
+    assert new == state() and actions == []
+
+
+def test_nothing_due(maker):
+    new, actions = plan({"h1": state()}, {}, SCHEDULE, T0 + 364 * DAY, maker, rotate=True)
+    assert new == state() and actions == []
+
+
+def test_rotation_moves_the_current_secret_to_the_backup(maker):
+    now = T0 + 365 * DAY
+    new, actions = plan({"h1": state(), "h2": state()}, {}, SCHEDULE, now, maker, rotate=True)
+    assert new == state("secret" + "1".zfill(27), now, "a" * 40, now)
+    assert actions == [{"action": "rotate", "backup_until": now + 30 * DAY}]
+
+
+def test_backup_dropped_after_grace_not_before(maker):
+    rotated = state("b" * 40, T0, "a" * 40, T0)
+    assert plan({"h": rotated}, {}, SCHEDULE, T0 + 30 * DAY - 1, maker, True) == (rotated, [])
+    new, actions = plan({"h": rotated}, {}, SCHEDULE, T0 + 30 * DAY, maker, True)
+    assert new == state("b" * 40, T0) and actions == [{"action": "drop"}]
+
+
+def test_late_run_drops_the_old_backup_before_rotating(maker):
+    now = T0 + 800 * DAY
+    new, actions = plan({"h": state("b" * 40, T0, "a" * 40, T0)}, {}, SCHEDULE, now, maker, True)
+    assert new == state("secret" + "1".zfill(27), now, "b" * 40, now)
+    assert [a["action"] for a in actions] == ["drop", "rotate"]
+
+
+def test_clock_behind_changes_nothing(maker):
+    rotated = state("b" * 40, T0, "a" * 40, T0)
+    new, actions = plan({"h": rotated}, {}, SCHEDULE, T0 - 60, maker, True)
+    assert new == rotated and [a["action"] for a in actions] == ["clock"]
+
+
+def test_interrupted_distribution_is_completed(maker):
+    """A run that rotated on h1 and was killed before h2: the next run gives h2 the rotated state, no second
+    rotation."""
+    now = T0 + 365 * DAY
+    rotated, _ = plan({"h1": state(), "h2": state()}, {}, SCHEDULE, now, maker, True)
+    again, actions = plan({"h1": rotated, "h2": state()}, {}, SCHEDULE, now + 3600, maker, True)
+    assert again == rotated and actions == []
+
+
+@pytest.mark.parametrize("broken", [
+    None, [], {"current": {"secret": "a" * 40, "created": T0}},
+    state(current="short"), state(current="a" * 39 + " "), state(created="yesterday"), state(created=True),
+    state(backup="b" * 40, replaced=None), {**state(), "extra": 1},
+])
+def test_corrupt_state_is_an_error_without_the_secret(broken):
+    with pytest.raises(SrsError, match="h1: the SRS state is not what opendove writes") as caught:
+        check_state(broken, "h1")
+    assert "a" * 39 not in str(caught.value)
+
+
+def test_srs_conf_secrets_current_first():
+    text = "srs key backup " + "b" * 40 + "\n# comment\nsrs key " + "a" * 40 + "\n"
+    assert parse_conf(text) == ["a" * 40, "b" * 40]
+    assert parse_conf("srs key short\n") == [] and parse_conf("") == []
+
+
+def test_summary_never_shows_a_secret(maker):
+    now = T0 + 365 * DAY
+    new, actions = plan({"h": state()}, {}, SCHEDULE, now, maker, True)
+    lines = summary(new, actions, SCHEDULE)
+    assert lines == ["SRS: rotated; the previous secret validates bounces until 2028-02-14 08:00 UTC",
+                     "SRS: the secret of 2028-01-15 08:00 UTC signs until 2029-01-14 08:00 UTC; "
+                     "the backup validates bounces until 2028-02-14 08:00 UTC"]
+    assert not any("a" * 40 in line or "secret0" in line for line in lines)
