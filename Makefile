@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-SCENARIOS ?= rspamd dkimproxy
+SCENARIOS ?= rspamd dkimproxy rotation
 
 .PHONY: help venv engine images lint unit molecule test demo demo-clean bench clean
 

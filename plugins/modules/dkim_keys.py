@@ -246,18 +246,31 @@ def _summary(ring: dict, key_dir: str) -> dict:
     }
 
 
-def _dns_statuses(ring: dict, nameservers: list[str]) -> dict[str, str]:
-    """selector -> DNS status of the record of every key waiting to be activated (made, not yet signing)."""
-    pending = [k for k in ring["keys"] if k["state"] == "published" and k.get("public_key")]
-    if not pending:
-        return {}
+def _name_servers(domain: str, nameservers: list[str]) -> list[str]:
+    """The servers to ask about the domain's records: the ones listed, else its authoritative servers."""
     try:
-        servers = nameservers or authoritative_servers(ring["domain"])
+        return nameservers or authoritative_servers(domain)
     except Exception:  # noqa: BLE001 - any resolver failure means "cannot tell yet", never "go ahead"
-        servers = []
+        return []
+
+
+def _dns_statuses(ring: dict, servers: list[str]) -> dict[str, str]:
+    """selector -> DNS status of the record of every key waiting to be activated (made, not yet signing)."""
     return {k["selector"]: record_status(f"{k['selector']}._domainkey.{ring['domain']}",
                                          dkim_txt_value(k["key_type"], k["public_key"]), servers)
-            for k in pending}
+            for k in ring["keys"] if k["state"] == "published" and k.get("public_key")}
+
+
+def _check_new_selectors(ring: dict, updated: dict, servers: list[str]) -> None:
+    """A new selector whose name already holds a TXT record belongs to someone else (another host, another
+    service): its own record could never be published there, so the rotation stops before making a key."""
+    known = {k["selector"] for k in ring["keys"]}
+    for key in updated["keys"]:
+        name = f"{key['selector']}._domainkey.{ring['domain']}"
+        if key["selector"] not in known and record_status(name, "", servers) == "mismatch":
+            raise KeyRingError(f"{ring['domain']}: the new selector {key['selector']} is already published in DNS "
+                               f"({name} has a TXT record that is not this ring's): remove that record or give "
+                               "this host another selector_tag; nothing changed")
 
 
 def _without_check_time(ring: dict) -> dict:
@@ -355,8 +368,13 @@ def main() -> None:
         for domain in params["domains"]:
             ring = _load_ring(key_dir, domain)
             if params["state"] == "rotate":
-                updated, actions[domain] = rotate(ring, wanted, schedule, now,
-                                                  _dns_statuses(ring, params["rotation"]["nameservers"]), params["selector_tag"])
+                # DNS is asked only when a key waits for its record or a new selector is made.
+                asks = any(k["state"] == "published" and k.get("public_key") for k in ring["keys"])
+                servers = _name_servers(domain, params["rotation"]["nameservers"]) if asks else []
+                updated, actions[domain] = rotate(ring, wanted, schedule, now, _dns_statuses(ring, servers),
+                                                  params["selector_tag"])
+                if len(updated["keys"]) > len(ring["keys"]):
+                    _check_new_selectors(ring, updated, servers or _name_servers(domain, params["rotation"]["nameservers"]))
             else:
                 updated = with_keys(ring, [dict(k, public_key=None) for k in
                                            plan_initial_keys(ring, wanted, now, params["selector_tag"])])

@@ -28,6 +28,10 @@ PKI = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki"  # the test CAs a
 SINK_MAILDIR = "/srv/sink/Maildir"  # the outside world's mailbox (molecule/shared/tasks/smtp_sink.yml)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "rotation: rotate_keys.yml end to end (scenario rotation only)")
+
+
 @pytest.fixture(scope="module")
 def host_vars(host):
     """The host's inventory variables (the scenario's site model and test-only values)."""

@@ -247,3 +247,20 @@ def test_size_change_in_the_middle_of_a_rotation_is_refused(key_dir, dns_server)
 def test_rotation_never_makes_a_first_key(key_dir, dns_server):
     result = run_module(rotate_args(key_dir, dns_server))
     assert result.get("failed") is True and "site.yml makes the first one" in result["msg"]
+
+
+def test_new_selector_already_published_by_someone_else_is_refused(key_dir, dns_server):
+    run_module(args_for(key_dir, domains=["example.test"], selector_tag="mx1"))
+    backdate(key_dir, 20)
+    [planned] = run_module(rotate_args(key_dir, dns_server), check=True)["created"]
+    selector = planned.split("/")[1]
+    dns_server.records[f"{selector}._domainkey.example.test"] = ["v=DKIM1; k=rsa; p=SOMEONEELSE"]
+    before = sorted((p.name, p.read_bytes()) for p in key_dir.iterdir())
+    result = run_module(rotate_args(key_dir, dns_server))
+    assert result.get("failed") is True, result
+    assert (f"example.test: the new selector {selector} is already published in DNS" in result["msg"]
+            and "nothing changed" in result["msg"])
+    assert sorted((p.name, p.read_bytes()) for p in key_dir.iterdir()) == before
+    # Once that record is gone the rotation goes ahead.
+    del dns_server.records[f"{selector}._domainkey.example.test"]
+    assert run_module(rotate_args(key_dir, dns_server))["created"] == [planned]
