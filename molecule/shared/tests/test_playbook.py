@@ -74,6 +74,9 @@ CLEAR_TEXT = "correct-horse-battery"
     ({"mail_domains": [{"name": "one.test", "spf": "v=spf1 " + " ".join(f"include:s{i}.test" for i in range(11))
                         + " -all"}]}, "needs 11 DNS lookups; RFC 7208 allows 10"),
     ({"mail_dkim_signer": "opendkim"}, "mail_dkim_signer must be one of: dkimproxy, rspamd"),
+    ({"mail_srs_rotation": {"grace": "2d"}},
+     "mail_srs_rotation: grace (172800 s) is shorter than the SRS address lifetime (opensmtpd_srs_ttl, 345600 s)"),
+    ({"mail_dkim_rotation": {"grace": "1d", "lead": "3d"}}, "mail_dkim_rotation: grace (86400 s) must be longer"),
 ])
 def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
     extra_file = tmp_path / "bad.json"
