@@ -53,7 +53,7 @@ CLEAR_TEXT = "correct-horse-battery"
     ({"mail_tls_private_key": "/etc/ssl/private/missing.key", "mta_sts_tls_private_key": "/etc/ssl/private/mail.key"},
      "missing on the host (variable: path): {'mail_tls_private_key': '/etc/ssl/private/missing.key'}"),
     ({"mta_sts_tls_certificate": "/etc/ssl/certs/missing.pem"},
-     "mta_sts_tls_certificate / mta_sts_tls_private_key: missing on the host: /etc/ssl/certs/missing.pem"),
+     "missing on the host (variable: path): {'mta_sts_tls_certificate': '/etc/ssl/certs/missing.pem'}"),
     ({"mail_domains": [{"name": "one.test", "mta_sts": {"mode": "strict"}}]},
      "mail_domains[0] (one.test).mta_sts: mode 'strict' is not one of testing, enforce, none"),
     ({"mail_domains": [{"name": "one.test", "mta_sts": {"mode": "enforce", "max_age": 31557601}}]},
