@@ -62,9 +62,9 @@ def schedule_file(tmp_path_factory, site):
     return path
 
 
-def rotate(schedule_file: Path) -> tuple[dict[str, int], str]:
+def rotate(schedule_file: Path, *args: str) -> tuple[dict[str, int], str]:
     """One run of rotate_keys.yml on every mail host: changed tasks per host, and the output."""
-    output = run_playbook("playbooks/rotate_keys.yml", "-e", f"@{schedule_file}")
+    output = run_playbook("playbooks/rotate_keys.yml", "-e", f"@{schedule_file}", *args)
     return {m[0]: int(m[1]) for m in RECAP.findall(output)}, output
 
 
@@ -162,8 +162,13 @@ def test_full_dkim_rotation_never_fails_a_signature(schedule_file, hosts, site, 
     assert all(f"{s} ({t}) is visible in DNS" in output for (_, _, t), s in new.items())
     assert mail_round(hosts, site, published, dnsfunc) == before
 
-    # After the lead time the next run switches every signer; mail keeps being submitted meanwhile.
+    # After the lead time the next run switches every signer; --check says so and changes nothing.
     time.sleep(SCHEDULE["lead"])
+    rings = ring_states(hosts)
+    _, predicted = rotate(schedule_file, "--check")
+    assert all(f"{d}: {s} ({t}) signs now" in predicted for (_, d, t), s in new.items())
+    assert ring_states(hosts) == rings
+    # The switch itself, while mail keeps being submitted.
     addresses = [host_address(host) for host in hosts.values()]
     burst, answers, done = [], [], threading.Event()
 
@@ -254,6 +259,9 @@ def test_srs_secrets_are_shared_and_rotated(schedule_file, hosts, site):
     for host in hosts.values():
         backdate(host, SRS_STATE, 's["current"]["created"]-=366*86400')
     pids = smtpd_pids(hosts)
+    _, predicted = rotate(schedule_file, "--check")
+    assert "SRS: rotated" in predicted
+    assert [(s["current"]["secret"], s["backup"]) for s in srs_states(hosts)] == [(states[0]["current"]["secret"], None)] * 2
     _, output = rotate(schedule_file)
     rotated = srs_states(hosts)
     assert rotated[0] == rotated[1] and rotated[0]["backup"]["secret"] == states[0]["current"]["secret"]
