@@ -53,22 +53,22 @@ def _srs_schedule(rotation, srs_ttl) -> SrsSchedule:
     unknown = sorted(set(rotation) - {"interval", "grace"})
     if unknown:
         raise SrsError(f"unknown keys {', '.join(unknown)}")
+    durations = {**rotation, **({} if srs_ttl is None else {"address_ttl": srs_ttl})}
     try:
-        return SrsSchedule(address_ttl=parse_duration(srs_ttl),
-                           **{name: parse_duration(value) for name, value in rotation.items()})
+        return SrsSchedule(**{name: parse_duration(value) for name, value in durations.items()})
     except KeyRingError as exc:
         raise SrsError(str(exc)) from exc
 
 
-def mail_srs_rotation_errors(rotation, srs_ttl="4d"):
-    """Why mail_srs_rotation (with opensmtpd_srs_ttl) cannot make a safe SRS rotation; empty when it can."""
+def mail_srs_rotation_errors(rotation, srs_ttl=None):
+    """Why mail_srs_rotation (with opensmtpd_srs_ttl; None: its default) cannot make a safe SRS rotation; empty when it can."""
     try:
         return [f"mail_srs_rotation: {error}" for error in srs_schedule_errors(_srs_schedule(rotation, srs_ttl))]
     except SrsError as exc:
         return [f"mail_srs_rotation: {exc}"]
 
 
-def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl="4d", rotate=False):
+def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl=None, rotate=False):
     """The SRS secrets every MX host shares after this run, from a looped slurp of each host's state file and
     srs.conf (item: [host, path]): {state, errors, summary}. errors and summary never hold a secret."""
     try:
@@ -89,8 +89,7 @@ def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl="4d", rotate=False
                                    "host") from None
             else:
                 legacy[host] = parse_conf(text)
-        state, actions = plan(states, {h: s for h, s in legacy.items() if h not in states}, schedule, time.time(),
-                              lambda: secrets.token_urlsafe(36), rotate)
+        state, actions = plan(states, legacy, schedule, time.time(), lambda: secrets.token_urlsafe(36), rotate)
     except SrsError as exc:
         return {"state": None, "errors": [str(exc)], "summary": []}
     left = sorted(host for host, held in states.items() if held != state and host not in play_hosts)

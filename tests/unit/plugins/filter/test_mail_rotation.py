@@ -46,6 +46,7 @@ def _read(host, path, content=None, msg="file not found: x"):
     ({}, "4d", None), ({"interval": "2y"}, "4d", "duration '2y'"),
     ({"grace": "3d"}, "4d", "shorter than the SRS address lifetime"), ({"grace": "10d"}, "2w", "shorter than"),
     ({"interval": "20d"}, "4d", "must be longer than grace"), ({"drop": "1d"}, "4d", "unknown keys drop"),
+    ({"grace": "3d"}, None, "shorter than the SRS address lifetime (opensmtpd_srs_ttl, 345600 s)"),
 ])
 def test_srs_rotation_errors(rotation, ttl, message):
     errors = FILTERS["mail_srs_rotation_errors"](rotation, ttl)
