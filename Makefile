@@ -35,10 +35,7 @@ unit: venv
 	pytest -q tests/unit
 
 molecule: venv images
-	@for scenario in $(SCENARIOS); do \
-	  echo "== molecule test -s $$scenario"; \
-	  time molecule test -s $$scenario || exit 1; \
-	done
+	scripts/molecule-test.sh $(SCENARIOS)
 
 test: lint unit molecule
 
