@@ -21,7 +21,7 @@ import dns.resolver
 import pytest
 import testinfra
 
-DELIVERY_TIMEOUT = 30  # seconds to wait for a message to show up in a mailbox
+DELIVERY_TIMEOUT = 60  # seconds to wait for a message to show up (a loaded CI machine is slow; success is not)
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PKI = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki"  # the test CAs and certificates (prepare.yml)
@@ -107,21 +107,32 @@ def deliver_inbound(address: str, msg: EmailMessage, recipients: list[str]) -> N
         client.send_message(msg, to_addrs=recipients)
 
 
+def eventually(probe, what: str, timeout: float = DELIVERY_TIMEOUT):
+    """probe()'s first true result, asking every half second until the deadline (then the test fails)."""
+    deadline = time.monotonic() + timeout
+    while not (result := probe()):
+        assert time.monotonic() < deadline, f"{what} after {timeout} s"
+        time.sleep(0.5)
+    return result
+
+
+def inbox_message(address: str, tls: ssl.SSLContext, login: str, password: str, subject: str) -> bytes | None:
+    """The raw message with this subject from the account's INBOX over IMAPS, or None."""
+    with imaplib.IMAP4_SSL(address, 993, ssl_context=tls, timeout=20) as imap:
+        imap.login(login, password)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+        numbers = found[0].split()
+        if not numbers:
+            return None
+        _, data = imap.fetch(numbers[-1], "(RFC822)")
+        return data[0][1]
+
+
 def fetch(address: str, tls: ssl.SSLContext, login: str, password: str, subject: str) -> bytes:
     """The raw message with this subject from the account's INBOX over IMAPS, waiting for delivery."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT
-    while True:
-        with imaplib.IMAP4_SSL(address, 993, ssl_context=tls, timeout=20) as imap:
-            imap.login(login, password)
-            imap.select("INBOX", readonly=True)
-            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-            numbers = found[0].split()
-            if numbers:
-                _, data = imap.fetch(numbers[-1], "(RFC822)")
-                return data[0][1]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no message {subject!r} in {login}'s INBOX after {DELIVERY_TIMEOUT} s")
-        time.sleep(0.5)
+    return eventually(lambda: inbox_message(address, tls, login, password, subject),
+                      f"no message {subject!r} in {login}'s INBOX")
 
 
 def sink_files(message_id: str) -> list[str]:
@@ -131,14 +142,8 @@ def sink_files(message_id: str) -> list[str]:
 
 def outside_message(message_id: str, timeout: float = DELIVERY_TIMEOUT) -> str:
     """The message with this Message-ID as the outside world's SMTP sink stored it, waiting for delivery."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = sink_files(message_id)
-        if found:
-            return outside_host().file(found[0]).content_string
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no message {message_id} reached the outside world after {timeout} s")
-        time.sleep(0.5)
+    found = eventually(lambda: sink_files(message_id), f"no message {message_id} reached the outside world", timeout)
+    return outside_host().file(found[0]).content_string
 
 
 def outside_host():

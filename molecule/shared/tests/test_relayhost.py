@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import email
 import json
-import time
 import uuid
 
 import pytest
-from conftest import new_message, outside_message, run_playbook, sink_files, submit_from_outside, verified
+from conftest import eventually, new_message, outside_message, run_playbook, sink_files, submit_from_outside, verified
 
 QUEUE_TIMEOUT = 60  # seconds for the failed attempt to show in the log
 RETRY_TIMEOUT = 120  # seconds for queued mail to leave once the password is fixed
@@ -57,10 +56,9 @@ def test_wrong_password_keeps_mail_queued_until_it_is_fixed(host, host_vars, add
     assert submit_from_outside(address, "alice@one.test", host_vars["test_passwords"]["alice@one.test"],
                                msg)["code"] == 250
     # The smarthost refused the login: the reason is in smtpd's log, the message in the queue (not bounced).
-    deadline = time.monotonic() + QUEUE_TIMEOUT
-    while "535" not in host.check_output("journalctl -u opensmtpd --since -2min --no-pager | grep -i auth || true"):
-        assert time.monotonic() < deadline, "no refused AUTH at the smarthost in the log"
-        time.sleep(1)
+    auth_log = "journalctl -u opensmtpd --since -2min --no-pager | grep -i auth || true"
+    eventually(lambda: "535" in host.check_output(auth_log), "no refused AUTH at the smarthost in the log",
+               QUEUE_TIMEOUT)
     assert recipient in host.check_output("smtpctl show queue")
     assert sink_files(msg["Message-ID"]) == []
 

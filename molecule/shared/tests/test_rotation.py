@@ -261,7 +261,8 @@ def test_srs_secrets_are_shared_and_rotated(schedule_file, hosts, site):
     pids = smtpd_pids(hosts)
     _, predicted = rotate(schedule_file, "--check")
     assert "SRS: rotated" in predicted
-    assert [(s["current"]["secret"], s["backup"]) for s in srs_states(hosts)] == [(states[0]["current"]["secret"], None)] * 2
+    unchanged = [(states[0]["current"]["secret"], None)] * 2
+    assert [(s["current"]["secret"], s["backup"]) for s in srs_states(hosts)] == unchanged
     _, output = rotate(schedule_file)
     rotated = srs_states(hosts)
     assert rotated[0] == rotated[1] and rotated[0]["backup"]["secret"] == states[0]["current"]["secret"]
