@@ -18,8 +18,11 @@ FRAME = re.compile(r"^\s*│ ?")
 TASK = re.compile(r"^TASK \[(?P<name>.*?)\]")
 FAILED_TASK = re.compile(r"^(fatal|failed): \[(?P<host>[^\]]+)\]")
 NEXT_ITEM = re.compile(r"^(TASK|PLAY|RUNNING HANDLER) \[|^(ok|changed|skipping|fatal|failed): \[")
+# "<scenario> ➜ <step>: Executing": the verify step's output is pytest's (its failures come from the report).
+STEP = re.compile(r"➜ (?P<step>\w+): Executing$")
 IDEMPOTENCE_TASK = re.compile(r"^\s*\* \[[^\]]+\] => ")
 MESSAGE_LINES = 8  # lines of each failure's message
+LINE_CHARS = 300  # a line longer than this is cut (an assertion may show a whole message)
 
 
 def log_lines(text: str) -> list[str]:
@@ -27,10 +30,15 @@ def log_lines(text: str) -> list[str]:
 
 
 def failed_tasks(lines: list[str]) -> list[str]:
-    """Each failed task that was not ignored: its name, host and the start of what Ansible said."""
-    out, task = [], "?"
+    """Each failed task that was not ignored, outside the verify step: its name, host and the start of what
+    Ansible said."""
+    out, task, step = [], "?", ""
     for number, line in enumerate(lines):
-        if match := TASK.match(line):
+        if match := STEP.search(line):
+            step = match["step"]
+        elif step == "verify":
+            continue
+        elif match := TASK.match(line):
             task = match["name"]
         elif match := FAILED_TASK.match(line):
             rest = lines[number + 1:]
@@ -38,7 +46,7 @@ def failed_tasks(lines: list[str]) -> list[str]:
             if any(later.startswith("...ignoring") for later in rest[:end + 1]):
                 continue
             out.append(f"task {task!r} failed on {match['host']}:")
-            out.extend("    " + text for text in [line, *rest[:min(end, MESSAGE_LINES)]] if text)
+            out.extend("    " + text[:LINE_CHARS] for text in [line, *rest[:min(end, MESSAGE_LINES)]] if text)
     return out
 
 
@@ -57,13 +65,13 @@ def not_idempotent(lines: list[str]) -> list[str]:
 
 
 def failed_tests(junit: Path) -> list[str]:
-    """Each failed or erroring test of a pytest JUnit report, with the start of its message."""
+    """Each failed or erroring test of a pytest JUnit report, with the end of its traceback."""
     out = []
     for case in ET.parse(junit).getroot().iter("testcase"):
         for problem in list(case.findall("failure")) + list(case.findall("error")):
             out.append(f"{problem.tag}: {case.get('classname')}::{case.get('name')} ({case.get('time')} s)")
             message = (problem.get("message") or "") + "\n" + (problem.text or "")
-            out.extend("    " + text for text in message.strip().splitlines()[-MESSAGE_LINES:])
+            out.extend("    " + text[:LINE_CHARS] for text in message.strip().splitlines()[-MESSAGE_LINES:])
     return out
 
 

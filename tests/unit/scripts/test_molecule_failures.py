@@ -18,6 +18,9 @@ LOG = """\
 \x1b[2m│\x1b[0m fatal: [mx13]: FAILED! => changed=false
 \x1b[2m│\x1b[0m   msg: expected
 \x1b[2m│\x1b[0m ...ignoring
+INFO     mx ➜ verify: Executing
+\x1b[2m│\x1b[0m fatal: [mx12]: FAILED! => (a playbook a test expected to fail)
+INFO     mx ➜ destroy: Executing
 \x1b[2m│\x1b[0m TASK [Wait for instance(s) deletion to complete] ****
 \x1b[2m│\x1b[0m FAILED - RETRYING: [localhost]: Wait for instance(s) deletion to complete (300 retries left).
 """
@@ -49,9 +52,10 @@ def test_failed_task_and_failed_test_are_named_with_their_messages(tmp_path):
     assert "E   AssertionError: no message reached the outside world after 30 s" in out
 
 
-def test_ignored_failures_retries_and_passing_tests_are_left_out(tmp_path):
+def test_ignored_failures_retries_the_verify_output_and_passing_tests_are_left_out(tmp_path):
     out = summary(tmp_path, LOG, JUNIT)
     assert "Probe" not in out and "RETRYING" not in out and "test_passes" not in out
+    assert "expected to fail" not in out
 
 
 def test_tasks_that_were_not_idempotent_are_listed(tmp_path):
