@@ -21,7 +21,7 @@ import dns.resolver
 import pytest
 import testinfra
 
-DELIVERY_TIMEOUT = 60  # seconds to wait for a message to show up (a loaded CI machine is slow; success is not)
+DELIVERY_TIMEOUT = 60  # seconds to wait for a message: generous for a loaded CI machine; a passing test waits less
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 PKI = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "pki"  # the test CAs and certificates (prepare.yml)
