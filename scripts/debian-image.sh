@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Provide local/debian:<suite>, a systemd-booting Debian image for Molecule and the demo.
+# Provide local/debian:<suite>, a systemd-booting Debian image for Molecule and the demo, set up like a normal
+# Debian installation: a generated en_US.UTF-8 locale in /etc/default/locale, which systemd passes to every
+# service (under it Python reads stdin strictly, unlike the C.UTF-8 of bare images).
 # Where a registry answers, build it from the official debian:<suite> image; where none does (as on the
 # project's CI machines), bootstrap it with debootstrap from Debian's mirror.
 # Usage: scripts/debian-image.sh bookworm|trixie [--force]
@@ -7,9 +9,14 @@ set -euo pipefail
 
 suite=${1:?usage: $0 bookworm|trixie [--force]}
 image="local/debian:${suite}"
-packages="python3,systemd,systemd-sysv,ca-certificates,iproute2"
+packages="python3,systemd,systemd-sysv,ca-certificates,iproute2,locales"
+locale=en_US.UTF-8
+# Run in the image's root: the locale a Debian installer sets.
+setup_locale="echo '${locale} UTF-8' >/etc/locale.gen && locale-gen >/dev/null && echo 'LANG=${locale}' >/etc/default/locale"
 
-if [ "${2:-}" != "--force" ] && docker image inspect "$image" >/dev/null 2>&1; then
+# An image made before the locale was part of it is made again.
+if [ "${2:-}" != "--force" ] && docker image inspect "$image" >/dev/null 2>&1 &&
+   docker run --rm "$image" grep -qx "LANG=${locale}" /etc/default/locale 2>/dev/null; then
   exit 0
 fi
 
@@ -18,7 +25,7 @@ if docker pull -q "debian:${suite}" >/dev/null 2>&1; then
   docker build -q -t "$image" - >/dev/null <<DOCKERFILE
 FROM debian:${suite}
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ${packages//,/ } && apt-get clean && rm -rf /var/lib/apt/lists/*
+      ${packages//,/ } && apt-get clean && rm -rf /var/lib/apt/lists/* && ${setup_locale}
 CMD ["/lib/systemd/systemd"]
 DOCKERFILE
   exit 0
@@ -32,6 +39,7 @@ fi
 rootfs=$(mktemp -d "/var/tmp/debian-${suite}.XXXXXX")
 trap 'rm -rf "$rootfs"' EXIT
 debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" http://deb.debian.org/debian >/dev/null
+chroot "$rootfs" /bin/sh -c "$setup_locale"
 # Containers resolve through Docker's DNS; the bootstrap host's files must not leak into the image.
 rm -f "$rootfs/etc/hostname" "$rootfs/etc/resolv.conf"
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb

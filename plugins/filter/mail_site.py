@@ -15,9 +15,12 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._site_model im
 )
 
 
-def mail_site_errors(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost=None):
-    """Every problem of the site model as a list of messages; empty when it is sound."""
-    return validate_site(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost)
+def mail_site_errors(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost=None,
+                     password_hash_max_cost=None):
+    """Every problem of the site model as a list of messages; empty when it is sound. password_hash_max_cost:
+    mail_password_hash_max_cost (None or {}: the default limits)."""
+    return validate_site(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost,
+                         password_hash_max_cost)
 
 
 def mail_submission_auth_errors(factors, client_ca):

@@ -17,11 +17,12 @@ from __future__ import annotations
 import base64
 import copy
 import time
+from collections.abc import Iterable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import check_selector
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import DnsRecordError, check_selector
 
 RING_VERSION = 1
 KEY_TYPES = ("rsa", "ed25519")
@@ -117,6 +118,22 @@ def active_key(ring: dict, key_type: str) -> dict | None:
 def key_file_name(domain: str, selector: str) -> str:
     """<domain>.<selector>.key: Rspamd's $domain.$selector.key path template and dkimproxy's map agree."""
     return f"{domain}.{selector}.key"
+
+
+def key_files_of(domain: str, filenames: Iterable[str]) -> list[str]:
+    """The names among filenames (a key directory's listing) that are key files of domain: key_file_name of
+    the domain and a selector the ring allows. A selector is one DNS label, so the files of example.com.au
+    (example.com.au.<selector>.key) or of sub.example.com never count as example.com's."""
+    prefix, _, suffix = key_file_name(domain, "\0").partition("\0")
+    found = []
+    for name in filenames:
+        if name.startswith(prefix) and name.endswith(suffix):
+            try:
+                check_selector(name[len(prefix):len(name) - len(suffix)])
+            except DnsRecordError:
+                continue
+            found.append(name)
+    return sorted(found)
 
 
 def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float, tag: str = "") -> list[dict]:

@@ -12,42 +12,20 @@ import re
 from collections.abc import Iterable, Mapping
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import domain_policy_errors
-from ansible_collections.opendove.mailserver.plugins.module_utils._names import is_hostname, split_address
+from ansible_collections.opendove.mailserver.plugins.module_utils._names import (
+    address_problem,
+    is_hostname,
+    name_problem,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils._password_hash import (
+    max_cost_errors,
+    max_cost_limits,
+    password_hash_problem,
+)
 
-_B64 = "[./0-9A-Za-z]"
-# Crypt strings both OpenSMTPD (crypt(3), libxcrypt) and Dovecot (scheme CRYPT) accept, and that are strong.
-_STRONG_HASHES = {
-    "SHA512-crypt": re.compile(rf"^\$6\$(rounds=[0-9]+\$)?{_B64}{{1,16}}\${_B64}{{86}}$"),
-    "yescrypt": re.compile(rf"^\$y\${_B64}+\${_B64}+\${_B64}{{43}}$"),
-    "bcrypt": re.compile(rf"^\$2[by]\$[0-9]{{2}}\${_B64}{{53}}$"),
-}
-_WEAK_CRYPT_PREFIXES = {"$1$": "MD5-crypt", "$5$": "SHA256-crypt", "$2a$": "bcrypt $2a$ (buggy variant)"}
-
-
-def hash_scheme(value: object) -> str | None:
-    """Name of the strong crypt scheme of value, or None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    for scheme, pattern in _STRONG_HASHES.items():
-        if pattern.match(value):
-            return scheme
-    return None
-
-
-def _hash_problem(value: object) -> str:
-    """Why value is not an acceptable password hash (never quoting the value: it may be a clear password)."""
-    if not isinstance(value, str) or not value:
-        return "is missing or empty"
-    if value.startswith("{"):
-        return ("has a {SCHEME} prefix: give the bare crypt string (OpenSMTPD answers 535 to prefixed hashes; "
-                "Dovecot's default scheme is CRYPT)")
-    for prefix, name in _WEAK_CRYPT_PREFIXES.items():
-        if value.startswith(prefix):
-            return f"is a {name} hash: use SHA512-crypt ($6$), yescrypt ($y$) or bcrypt ($2b$/$2y$)"
-    if value.startswith("$"):
-        return "is not a well-formed SHA512-crypt ($6$), yescrypt ($y$) or bcrypt ($2b$/$2y$) hash"
-    return ("is not a crypt hash (clear text?): store only hashes (made once, e.g. with "
-            "`mkpasswd -m yescrypt`), kept in a vault")
+_HOSTNAME = "is not a lower-case fully qualified host name"
+_DOMAIN = "is not a lower-case domain name"
+_ADDRESS = "is not a lower-case mail address"
 
 
 def _as_targets(value: object) -> list[object]:
@@ -62,11 +40,19 @@ def validate_site(
     tls_certificate: object,
     tls_private_key: object,
     relayhost: object = None,
+    password_hash_max_cost: object = None,
 ) -> list[str]:
-    """Every problem of the site model, as messages naming the variable and the entry; [] when sound."""
+    """Every problem of the site model, as messages naming the variable and the entry; [] when sound.
+
+    password_hash_max_cost: mail_password_hash_max_cost, the costliest password hashes the server takes
+    (None or {}: the defaults of _password_hash.DEFAULT_MAX_COST).
+    """
     errors: list[str] = [f"mail_relayhost: {problem}" for problem in relayhost_errors(relayhost)]
-    if not is_hostname(hostname):
-        errors.append(f"mail_hostname: {hostname!r} is not a lower-case fully qualified host name")
+    errors += [f"mail_password_hash_max_cost: {problem}" for problem in max_cost_errors(password_hash_max_cost)]
+    hash_limits = max_cost_limits(password_hash_max_cost)
+    problem = name_problem(hostname)
+    if problem:
+        errors.append(f"mail_hostname: {hostname!r} {_HOSTNAME}: {problem}")
     for var, path in (("mail_tls_certificate", tls_certificate), ("mail_tls_private_key", tls_private_key)):
         if not isinstance(path, str) or not path.startswith("/"):
             errors.append(f"{var}: {path!r} is not an absolute path")
@@ -79,8 +65,9 @@ def validate_site(
     for index, entry in enumerate(domains):
         name = entry.get("name") if isinstance(entry, Mapping) else None
         where = f"mail_domains[{index}]"
-        if not is_hostname(name):
-            errors.append(f"{where}: name {name!r} is not a lower-case domain name")
+        problem = name_problem(name)
+        if problem:
+            errors.append(f"{where}: name {name!r} {_DOMAIN}: {problem}")
             continue
         if name in domain_names:
             errors.append(f"{where} ({name}): the domain is listed twice")
@@ -97,30 +84,33 @@ def validate_site(
     for index, entry in enumerate(accounts):
         address = entry.get("address") if isinstance(entry, Mapping) else None
         where = f"mail_accounts[{index}]"
-        parts = split_address(address)
-        if parts is None:
-            errors.append(f"{where}: address {address!r} is not a lower-case mail address")
+        problem = address_problem(address)
+        if problem:
+            errors.append(f"{where}: address {address!r} {_ADDRESS}: {problem}")
             continue
         where = f"{where} ({address})"
-        if parts[1] not in domain_names:
-            errors.append(f"{where}: domain {parts[1]} is not in mail_domains")
+        domain = address.split("@")[1]
+        if domain not in domain_names:
+            errors.append(f"{where}: domain {domain} is not in mail_domains")
         if address in addresses:
             errors.append(f"{where}: the account is listed twice")
         addresses.add(address)
-        if hash_scheme(entry.get("password_hash")) is None:
-            errors.append(f"{where}: password_hash {_hash_problem(entry.get('password_hash'))}")
+        problem = password_hash_problem(entry.get("password_hash"), hash_limits)
+        if problem:
+            errors.append(f"{where}: password_hash {problem}")
 
     if not isinstance(aliases, Mapping):
         errors.append("mail_aliases: must be a mapping of address to a list of target addresses")
         aliases = {}
     for alias, targets in aliases.items():
         where = f"mail_aliases[{alias!r}]"
-        parts = split_address(alias)
-        if parts is None:
-            errors.append(f"{where}: {alias!r} is not a lower-case mail address")
+        problem = address_problem(alias)
+        if problem:
+            errors.append(f"{where}: {alias!r} {_ADDRESS}: {problem}")
             continue
-        if parts[1] not in domain_names:
-            errors.append(f"{where}: domain {parts[1]} is not in mail_domains")
+        domain = alias.split("@")[1]
+        if domain not in domain_names:
+            errors.append(f"{where}: domain {domain} is not in mail_domains")
         if alias in addresses:
             errors.append(f"{where}: the address is also an account; an address is either a mailbox or an alias")
         target_list = _as_targets(targets)
@@ -162,7 +152,7 @@ def relayhost_errors(relayhost: object) -> list[str]:
     elif isinstance(host, str) and ":" in host:
         errors.append(f"host {host!r} has a port: give the host name only and the port in port")
     elif not is_hostname(host):
-        errors.append(f"host {host!r} is not a lower-case fully qualified host name")
+        errors.append(f"host {host!r} {_HOSTNAME}")
     port = relayhost.get("port", 587)
     if isinstance(port, bool) or not str(port).isdigit() or not 1 <= int(port) <= 65535:
         errors.append(f"port {port!r} is not a port number from 1 to 65535")
@@ -211,10 +201,10 @@ def submission_auth_errors(factors: object, client_ca: object) -> list[str]:
 
 def _target_errors(where: str, target: object, domain_names: list[str], addresses: set[str],
                    aliases: Mapping) -> list[str]:
-    parts = split_address(target)
-    if parts is None:
-        return [f"{where}: target {target!r} is not a lower-case mail address"]
-    if parts[1] in domain_names and target not in addresses and target not in aliases:
+    problem = address_problem(target)
+    if problem:
+        return [f"{where}: target {target!r} {_ADDRESS}: {problem}"]
+    if target.split("@")[1] in domain_names and target not in addresses and target not in aliases:
         return [f"{where}: target {target} is in a local domain but is neither an account nor an alias"]
     return []
 

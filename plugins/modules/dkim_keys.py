@@ -171,7 +171,6 @@ activated:
   elements: str
 """
 
-import glob
 import grp
 import os
 import pwd
@@ -186,6 +185,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring 
     check_ring,
     generate_private_key,
     key_file_name,
+    key_files_of,
     new_ring,
     plan_initial_keys,
     public_key_b64,
@@ -218,9 +218,10 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._state_file im
 def _load_ring(key_dir: str, domain: str) -> dict:
     ring = load_json(os.path.join(key_dir, f"{domain}.json"))
     if ring is None:
-        orphans = glob.glob(os.path.join(glob.escape(key_dir), glob.escape(f"{domain}.") + "*.key"))
+        orphans = [os.path.join(key_dir, name)
+                   for name in key_files_of(domain, os.listdir(key_dir) if os.path.isdir(key_dir) else [])]
         if orphans:
-            raise KeyRingError(f"{domain}: key files exist ({', '.join(sorted(orphans))}) but the key ring state "
+            raise KeyRingError(f"{domain}: key files exist ({', '.join(orphans)}) but the key ring state "
                                f"{domain}.json is missing; restore it rather than making new keys")
         return new_ring(domain)
     return check_ring(ring, domain)

@@ -50,6 +50,11 @@ CLEAR_TEXT = "correct-horse-battery"
     ({"mail_aliases": {"a@one.test": ["b@one.test"], "b@one.test": ["a@one.test"]}},
      "mail_aliases: alias loop a@one.test -> b@one.test -> a@one.test"),
     ({"mail_domains": [{"name": "one_test"}]}, "mail_domains[0]: name 'one_test' is not a lower-case domain name"),
+    ({"mail_domains": [{"name": "One.test"}]},
+     "mail_domains[0]: name 'One.test' is not a lower-case domain name: it has upper-case letters: write 'one.test'"),
+    ({"mail_password_hash_max_cost": {"bcrypt_cost": 5}},
+     "mail_accounts[1] (bob@two.test): password_hash is a bcrypt hash of cost 6, above the limit of 5 "
+     "(mail_password_hash_max_cost.bcrypt_cost)"),
     ({"mail_tls_private_key": "/etc/ssl/private/missing.key", "mta_sts_tls_private_key": "/etc/ssl/private/mail.key"},
      "missing on the host (variable: path): {'mail_tls_private_key': '/etc/ssl/private/missing.key'}"),
     ({"mta_sts_tls_certificate": "/etc/ssl/certs/missing.pem"},

@@ -25,7 +25,18 @@ def test_dkim_signer_filters_read_the_host_facts():
 def test_mail_site_errors_returns_messages():
     assert FILTERS["mail_site_errors"]("mx1.example.test", DOMAINS, ACCOUNTS, ALIASES, "/c.pem", "/k.pem") == []
     assert FILTERS["mail_site_errors"]("mx1", DOMAINS, ACCOUNTS, ALIASES, "/c.pem", "/k.pem") == [
-        "mail_hostname: 'mx1' is not a lower-case fully qualified host name"]
+        "mail_hostname: 'mx1' is not a lower-case fully qualified host name: it is a single label, not a fully "
+        "qualified name (like mx1.example.org)"]
+
+
+def test_mail_site_errors_takes_the_cost_limits():
+    assert FILTERS["mail_site_errors"]("mx1.example.test", DOMAINS, ACCOUNTS, ALIASES, "/c.pem", "/k.pem", {},
+                                       {"sha512_crypt_rounds": 5000}) == []
+    errors = FILTERS["mail_site_errors"]("mx1.example.test", DOMAINS, ACCOUNTS, ALIASES, "/c.pem", "/k.pem", {},
+                                         {"sha512_crypt_rounds": 1000})
+    assert len(errors) == 1 and errors[0].startswith(
+        "mail_accounts[0] (alice@example.test): password_hash is a SHA512-crypt hash of 5000 rounds, above the limit "
+        "of 1000 (mail_password_hash_max_cost.sha512_crypt_rounds)")
 
 
 def test_table_filters_return_lists_of_rows():

@@ -144,3 +144,27 @@ def test_published_keys_leave_out_retired_ones():
         {"selector": "new", "key_type": "rsa", "state": "published", "public_key": "C"},
     ]}
     assert [k["selector"] for k in ring_.published_keys(ring)] == ["cur", "new"]
+
+
+LISTING = ["example.com.json", "example.com.20261125.key", "example.com.20261125-mx1-ed25519.key",
+           "example.com.au.json", "example.com.au.20261125.key", "sub.example.com.20261125.key",
+           "example.com.20261125.key.tmp", "example.com..key", "example.com.Bad_Sel.key", "example.com.a.b.key"]
+
+
+@pytest.mark.parametrize("domain, files", [
+    # example.com.au's and sub.example.com's files are not example.com's; a selector is one label, no dot.
+    ("example.com", ["example.com.20261125-mx1-ed25519.key", "example.com.20261125.key"]),
+    ("example.com.au", ["example.com.au.20261125.key"]),
+    ("sub.example.com", ["sub.example.com.20261125.key"]),
+    ("com", []),
+    ("example.org", []),
+])
+def test_key_files_of_matches_the_exact_domain(domain, files):
+    assert ring_.key_files_of(domain, LISTING) == files
+
+
+def test_key_files_of_finds_every_selector_the_ring_makes():
+    selectors = [ring_.selector_for("rsa", NOW, set()), ring_.selector_for("ed25519", NOW, {"x"}, "mx1"),
+                 ring_.selector_for("rsa", NOW, {"20261125"})]
+    names = [ring_.key_file_name("example.com", selector) for selector in selectors]
+    assert ring_.key_files_of("example.com", names) == sorted(names)

@@ -8,8 +8,8 @@ import pytest
 from ansible_collections.opendove.mailserver.plugins.module_utils import _site_model as site
 
 SHA512 = "$6$M89SwZdOBVCxPkgO$1oFVYkzc3vttm45JdFht7gMT16SI6bnSZObF572mPis2.rn/ePa4.YG4uMt8QEhGzZijwrGLvXWLjOkyx35Vs/"
-BCRYPT = "$2b$10$zDJOug6MTi1.wF8d44W/su481ZiRF6ALG6iamMc1rowAkX2OQvSye"
-YESCRYPT = "$y$j9T$IRldVpXk6c34T8HuJ/Nfd/$EvalW3i7k6G5r6.WsbvhR8dMCJIlu7Eh1RERRSRvPk2"
+BCRYPT = "$2b$06$fKcru7uOT6ENK.Mb4UV.z.hz6K6x6.FeQZW3EKClovDwcagOKOGDS"
+YESCRYPT = "$y$j7T$oqZZiyH.nbo2qQ1mfRK3I.$lhA7jFP/RhEXhUaua5bcZhDsBxwtZwGImnnb1R4sXs1"
 
 SITE = {
     "hostname": "mx1.example.test",
@@ -29,70 +29,34 @@ SITE = {
 }
 
 
-def errors_of(**changes):
+def errors_of(max_cost=None, **changes):
     model = copy.deepcopy(SITE)
     model.update(changes)
     return site.validate_site(model["hostname"], model["domains"], model["accounts"], model["aliases"],
-                              model["tls_certificate"], model["tls_private_key"], model["relayhost"])
+                              model["tls_certificate"], model["tls_private_key"], model["relayhost"], max_cost)
 
 
 def test_sound_site_has_no_errors():
     assert errors_of() == []
 
 
-@pytest.mark.parametrize("name, valid", [
-    ("mx1.example.test", True),
-    ("a-b.example", True),
-    ("example", False),
-    ("Example.test", False),
-    ("-bad.example.test", False),
-    ("bad-.example.test", False),
-    ("under_score.test", False),
-    ("a..b.test", False),
-    ("10.0.0.1", False),
-    ("x" * 64 + ".test", False),
-    (None, False),
+@pytest.mark.parametrize("hostname, message", [
+    ("mx1", "'mx1' is not a lower-case fully qualified host name: it is a single label, not a fully qualified name "
+            "(like mx1.example.org)"),
+    ("MX1.example.test", "'MX1.example.test' is not a lower-case fully qualified host name: it has upper-case "
+                         "letters: write 'mx1.example.test'"),
+    ("mx1.example.test.", "'mx1.example.test.' is not a lower-case fully qualified host name: it ends with a dot: "
+                          "write 'mx1.example.test'"),
+    ("mx1.example.test:25", "it has a port: give the name only"),
+    ("smtp://mx1.example.test", "it has a scheme: give the name only"),
+    ("mx1.bücher.example", "it is in Unicode (a U-label), not in its ASCII (A-label) form: "
+                           "write 'mx1.xn--bcher-kva.example'"),
+    ("", "'' is not a lower-case fully qualified host name: it is empty"),
+    (None, "None is not a lower-case fully qualified host name: it is missing"),
 ])
-def test_is_hostname(name, valid):
-    assert site.is_hostname(name) is valid
-
-
-@pytest.mark.parametrize("address, parts", [
-    ("alice@example.test", ("alice", "example.test")),
-    ("first.last+tag@example.test", ("first.last+tag", "example.test")),
-    ("alice@@example.test", None),
-    ("alice", None),
-    (".alice@example.test", None),
-    ("al..ice@example.test", None),
-    ("Alice@example.test", None),
-    ("alice@example", None),
-    ("x" * 65 + "@example.test", None),
-    (42, None),
-])
-def test_split_address(address, parts):
-    assert site.split_address(address) == parts
-
-
-@pytest.mark.parametrize("value, scheme", [
-    (SHA512, "SHA512-crypt"),
-    ("$6$rounds=656000$M89SwZdOBVCxPkgO$" + SHA512.rsplit("$", 1)[1], "SHA512-crypt"),
-    (BCRYPT, "bcrypt"),
-    (BCRYPT.replace("$2b$", "$2y$"), "bcrypt"),
-    (YESCRYPT, "yescrypt"),
-    (BCRYPT.replace("$2b$", "$2a$"), None),
-    ("$1$abcdefgh$abcdefghijklmnopqrstuv", None),
-    ("{BLF-CRYPT}" + BCRYPT, None),
-    ("secret", None),
-    (SHA512[:-1], None),
-    (None, None),
-])
-def test_hash_scheme(value, scheme):
-    assert site.hash_scheme(value) == scheme
-
-
-@pytest.mark.parametrize("hostname", ["mx1", "MX1.example.test", "", None])
-def test_bad_hostname_is_named(hostname):
-    assert any(e.startswith("mail_hostname:") for e in errors_of(hostname=hostname))
+def test_bad_hostname_is_named(hostname, message):
+    errors = errors_of(hostname=hostname)
+    assert len(errors) == 1 and errors[0].startswith("mail_hostname: ") and message in errors[0], errors
 
 
 @pytest.mark.parametrize("field", ["tls_certificate", "tls_private_key"])
@@ -103,7 +67,29 @@ def test_certificate_path_must_be_absolute(field, path):
 
 def test_malformed_domain_is_named():
     domains = SITE["domains"] + [{"name": "bad_domain"}]
-    assert errors_of(domains=domains) == ["mail_domains[2]: name 'bad_domain' is not a lower-case domain name"]
+    assert errors_of(domains=domains) == [
+        "mail_domains[2]: name 'bad_domain' is not a lower-case domain name: it has a label 'bad_domain' that is not "
+        "1 to 63 letters a-z, digits and inner hyphens"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("Example.net", "name 'Example.net' is not a lower-case domain name: it has upper-case letters: "
+                    "write 'example.net'"),
+    ("example.net.", "name 'example.net.' is not a lower-case domain name: it ends with a dot: write 'example.net'"),
+    ("bücher.example", "name 'bücher.example' is not a lower-case domain name: it is in Unicode (a U-label), not in "
+                       "its ASCII (A-label) form: write 'xn--bcher-kva.example'"),
+    ("example", "name 'example' is not a lower-case domain name: it is a single label"),
+    ("exa\x00mple.net", "name 'exa\\x00mple.net' is not a lower-case domain name: it contains a control character"),
+])
+def test_domain_not_in_the_form_to_use_is_named_with_that_form(name, message):
+    errors = errors_of(domains=SITE["domains"] + [{"name": name}])
+    assert len(errors) == 1 and errors[0].startswith(f"mail_domains[2]: {message}"), errors
+    assert "\x00" not in errors[0]
+
+
+def test_a_label_domain_is_accepted():
+    accounts = SITE["accounts"] + [{"address": "info@xn--bcher-kva.example", "password_hash": YESCRYPT}]
+    assert errors_of(domains=SITE["domains"] + [{"name": "xn--bcher-kva.example"}], accounts=accounts) == []
 
 
 def test_duplicate_domain_is_named():
@@ -129,7 +115,46 @@ def test_duplicate_account_is_named():
 
 def test_malformed_account_address_is_named():
     accounts = SITE["accounts"] + [{"address": "carol", "password_hash": YESCRYPT}]
-    assert errors_of(accounts=accounts) == ["mail_accounts[2]: address 'carol' is not a lower-case mail address"]
+    assert errors_of(accounts=accounts) == [
+        "mail_accounts[2]: address 'carol' is not a lower-case mail address: it is not local-part@domain (with "
+        "exactly one @)"]
+
+
+ADDRESS_PROBLEMS = [
+    ("cärol@example.test", "'cärol@example.test' is not a lower-case mail address: its local part contains a "
+                           "non-ASCII character: internationalised (SMTPUTF8) addresses are not supported"),
+    ("carol@bücher.example", "'carol@bücher.example' is not a lower-case mail address: its domain is in Unicode "
+                             "(a U-label), not in its ASCII (A-label) form: write 'carol@xn--bcher-kva.example'"),
+    ("ca\x00rol@example.test", "'ca\\x00rol@example.test' is not a lower-case mail address: it contains a control "
+                              "character"),
+    ("carol@example.test\n", "it contains a control character"),
+    ("carol@Example.TEST", "its domain has upper-case letters: write 'carol@example.test'"),
+    ("carol@example.test.", "its domain ends with a dot: write 'carol@example.test'"),
+    ("Carol@example.test", "its local part has upper-case letters: write 'carol@example.test'"),
+]
+
+
+@pytest.mark.parametrize("address, message", ADDRESS_PROBLEMS)
+def test_account_address_not_in_the_form_to_use_is_named(address, message):
+    accounts = SITE["accounts"] + [{"address": address, "password_hash": YESCRYPT}]
+    errors = errors_of(accounts=accounts)
+    assert len(errors) == 1 and errors[0].startswith("mail_accounts[2]: address ") and message in errors[0], errors
+    assert "\x00" not in errors[0]
+
+
+@pytest.mark.parametrize("address, message", ADDRESS_PROBLEMS)
+def test_alias_not_in_the_form_to_use_is_named(address, message):
+    errors = errors_of(aliases=dict(SITE["aliases"], **{address: ["alice@example.test"]}))
+    assert len(errors) == 1 and errors[0].startswith(f"mail_aliases[{address!r}]: ") and message in errors[0], errors
+    assert "\x00" not in errors[0]
+
+
+@pytest.mark.parametrize("address, message", ADDRESS_PROBLEMS)
+def test_alias_target_not_in_the_form_to_use_is_named(address, message):
+    errors = errors_of(aliases=dict(SITE["aliases"], **{"x@example.test": ["alice@example.test", address]}))
+    assert len(errors) == 1 and errors[0].startswith(
+        f"mail_aliases['x@example.test']: target {address!r} is not a lower-case mail address: "), errors
+    assert message in errors[0] and "\x00" not in errors[0]
 
 
 @pytest.mark.parametrize("value, reason", [
@@ -138,6 +163,14 @@ def test_malformed_account_address_is_named():
     ("$1$abcdefgh$abcdefghijklmnopqrstuv", "is a MD5-crypt hash"),
     ("$5$abcdefgh$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq", "is a SHA256-crypt hash"),
     ("$6$short", "is not a well-formed"),
+    ("$6$rounds=abc$M89SwZdOBVCxPkgO$" + SHA512[-86:], "is not a well-formed SHA512-crypt hash: its rounds= is not a "
+                                                        "number"),
+    (BCRYPT.replace("$06$", "$99$"), "is not a well-formed bcrypt hash: its cost 99 is not from 04 to 31"),
+    ("$6$rounds=656000$M89SwZdOBVCxPkgO$" + SHA512[-86:], "is a SHA512-crypt hash of 656000 rounds, above the limit "
+                                                          "of 20000"),
+    ("$2b$10$zDJOug6MTi1.wF8d44W/su481ZiRF6ALG6iamMc1rowAkX2OQvSye", "is a bcrypt hash of cost 10, above the limit "
+                                                                     "of 7"),
+    ("$y$j9T$IRldVpXk6c34T8HuJ/Nfd/$EvalW3i7k6G5r6.WsbvhR8dMCJIlu7Eh1RERRSRvPk2", "is a yescrypt hash of N=4096 r=32"),
     ("", "is missing or empty"),
     (None, "is missing or empty"),
 ])
@@ -148,6 +181,31 @@ def test_bad_password_hash_is_named_without_its_value(value, reason):
     assert errors[0].startswith(f"mail_accounts[1] (bob@example.org): password_hash {reason}")
     if value:
         assert value not in errors[0]
+
+
+@pytest.mark.parametrize("max_cost, refused", [
+    ({"bcrypt_cost": 5}, ["bob@example.org"]),
+    ({"sha512_crypt_rounds": 4999}, ["alice@example.test"]),
+    ({"sha512_crypt_rounds": 5000, "bcrypt_cost": 6, "yescrypt_cost": 3}, []),
+    ({"yescrypt_cost": 2}, ["carol@example.test"]),
+])
+def test_custom_cost_limits_apply_to_every_account(max_cost, refused):
+    accounts = SITE["accounts"] + [{"address": "carol@example.test", "password_hash": YESCRYPT}]
+    errors = errors_of(max_cost=max_cost, accounts=accounts)
+    assert [e.split("(")[1].split(")")[0] for e in errors] == refused, errors
+    assert all("above the limit" in e and "mail_password_hash_max_cost." in e for e in errors)
+
+
+def test_bad_cost_limits_are_named_and_the_defaults_apply():
+    errors = errors_of(max_cost={"bcrypt_cost": 40, "md5": 1},
+                       accounts=[{"address": "alice@example.test", "password_hash": SHA512},
+                                 {"address": "bob@example.org", "password_hash": BCRYPT.replace("$06$", "$08$")}])
+    assert errors[:2] == ["mail_password_hash_max_cost: unknown keys md5 (known: bcrypt_cost, sha512_crypt_rounds, "
+                          "yescrypt_cost)",
+                          "mail_password_hash_max_cost: bcrypt_cost 40 is not a whole number from 4 to 31"]
+    assert errors[2].startswith("mail_accounts[1] (bob@example.org): password_hash is a bcrypt hash of cost 8, "
+                                "above the limit of 7")
+    assert len(errors) == 3
 
 
 def test_alias_loop_is_named():
@@ -189,7 +247,8 @@ def test_alias_without_target_is_named():
 @pytest.mark.parametrize("catchall, message", [
     (True, "must be false or the address that receives mail for unknown users of the domain"),
     ("nobody@example.org", "target nobody@example.org is in a local domain but is neither an account nor an alias"),
-    ("not an address", "target 'not an address' is not a lower-case mail address"),
+    ("not an address", "target 'not an address' is not a lower-case mail address: it is not local-part@domain "
+                       "(with exactly one @)"),
 ])
 def test_bad_catchall_is_named(catchall, message):
     domains = [SITE["domains"][0], {"name": "example.org", "catchall": catchall}]
@@ -198,7 +257,8 @@ def test_bad_catchall_is_named(catchall, message):
 
 def test_every_problem_is_reported_at_once():
     assert site.validate_site("mx1", [], [], {}, "/c", "/k") == [
-        "mail_hostname: 'mx1' is not a lower-case fully qualified host name",
+        "mail_hostname: 'mx1' is not a lower-case fully qualified host name: it is a single label, not a fully "
+        "qualified name (like mx1.example.org)",
         "mail_domains: must be a non-empty list of domain entries"]
 
 

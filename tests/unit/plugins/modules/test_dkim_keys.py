@@ -99,6 +99,13 @@ def test_key_files_without_a_state_file_are_refused(key_dir):
     assert "the key ring state example.test.json is missing" in result["msg"]
 
 
+def test_another_domains_key_files_do_not_block_a_new_domain(key_dir):
+    run_module(dict(args_for(key_dir), domains=["example.test.au", "sub.example.test"]))
+    result = run_module(dict(args_for(key_dir), domains=["example.test"]))
+    assert result["changed"] is True and "failed" not in result, result.get("msg")
+    assert [c.split("/")[0] for c in result["created"]] == ["example.test"]
+
+
 def test_a_corrupt_state_file_is_refused(key_dir):
     run_module(args_for(key_dir))
     (key_dir / "example.test.json").write_text("{")
