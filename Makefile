@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= rspamd dkimproxy rotation
 
-.PHONY: help venv engine images lint unit molecule test demo demo-clean bench clean
+.PHONY: help venv engine images lint unit molecule test demo demo-clean bench bench-storm chaos clean
 
 help:
 	@echo "make demo   - a mail server for the example inventory in a local container (mx1.example.test)"
@@ -46,6 +46,17 @@ demo: venv engine
 # Re-run cost for 2 and for 200 domains, against the demo container (run `make demo` first).
 bench: venv
 	python scripts/bench_rerun.py 2 200
+
+# AUTH storm against the demo container: inbound latency idle and during 20 clients' wrong passwords, submission rates.
+bench-storm: venv
+	python scripts/bench_storm.py
+
+# kill -9 under load against a converged Molecule scenario (molecule converge -s $(SCENARIO) first).
+SCENARIO ?= dkimproxy
+HOSTS ?= $(SCENARIO)-mx13
+RUNS ?= 1
+chaos: venv
+	python scripts/chaos.py --scenario $(SCENARIO) $(addprefix --host ,$(HOSTS)) --runs $(RUNS)
 
 demo-clean:
 	-docker rm -f mx1.example.test

@@ -11,9 +11,9 @@ declare -A published=([25]=10025 [443]=10443 [465]=10465 [587]=10587 [993]=10993
 if ! docker container inspect "$container" >/dev/null 2>&1; then
   ports=()
   for port in "${!published[@]}"; do ports+=(-p "127.0.0.1:${published[$port]}:$port"); done
-  # systemd as PID 1 without --privileged (which these machines refuse).
+  # systemd as PID 1 without --privileged (which these machines refuse); NET_ADMIN for fail2ban's nftables bans.
   docker run -d --name "$container" --hostname "$container" "${ports[@]}" \
-    --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
     local/debian:trixie /lib/systemd/systemd >/dev/null
   echo "demo: started container $container"

@@ -116,12 +116,13 @@ def eventually(probe, what: str, timeout: float = DELIVERY_TIMEOUT):
     return result
 
 
-def inbox_message(address: str, tls: ssl.SSLContext, login: str, password: str, subject: str) -> bytes | None:
-    """The raw message with this subject from the account's INBOX over IMAPS, or None."""
+def inbox_message(address: str, tls: ssl.SSLContext, login: str, password: str, value: str,
+                  field: str = "Subject") -> bytes | None:
+    """The raw message whose header field (Subject) holds this value, from the account's INBOX over IMAPS, or None."""
     with imaplib.IMAP4_SSL(address, 993, ssl_context=tls, timeout=20) as imap:
         imap.login(login, password)
         imap.select("INBOX", readonly=True)
-        _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+        _, found = imap.search(None, "HEADER", field, f'"{value}"')
         numbers = found[0].split()
         if not numbers:
             return None
@@ -142,8 +143,13 @@ def sink_files(message_id: str) -> list[str]:
 
 def outside_message(message_id: str, timeout: float = DELIVERY_TIMEOUT) -> str:
     """The message with this Message-ID as the outside world's SMTP sink stored it, waiting for delivery."""
+    return outside_bytes(message_id, timeout).decode()
+
+
+def outside_bytes(message_id: str, timeout: float = DELIVERY_TIMEOUT) -> bytes:
+    """outside_message's bytes, as stored."""
     found = eventually(lambda: sink_files(message_id), f"no message {message_id} reached the outside world", timeout)
-    return outside_host().file(found[0]).content_string
+    return outside_host().file(found[0]).content
 
 
 def outside_host():

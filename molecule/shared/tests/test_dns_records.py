@@ -57,3 +57,35 @@ def test_every_hosts_dkim_keys_resolve(published_records, scenario_dns, host, ho
         for key in keys:
             assert txt(scenario_dns, f"{key['selector']}._domainkey.{domain['name']}") == [
                 f"v=DKIM1; k={key['key_type']}; h=sha256; t=s; p={key['public_key']}"]
+
+
+def zone_texts(directory) -> str:
+    return "".join(path.read_text() for path in sorted(directory.glob("*.zone")))
+
+
+def published_selectors() -> dict[str, list[str]]:
+    """Each mail host's mail_hostname -> the selectors of its key rings that belong in DNS."""
+    return {h.ansible.get_variables()["mail_hostname"]: [
+        f"{key['selector']}._domainkey.{domain['name']}" for domain in h.ansible.get_variables()["mail_domains"]
+        for key in key_ring(h, domain["name"])["keys"] if key["state"] != "retired"] for h in mail_hosts()}
+
+
+def test_limit_still_gives_every_mx_and_every_selector(tmp_path):
+    """Under --limit the records still come from every host of the mail group, never from the run's hosts only."""
+    run_playbook("playbooks/dns_records.yml", "--limit", mail_hosts()[0].backend.host, "-e", f"dns_records_dir={tmp_path}")
+    zones = zone_texts(tmp_path)
+    for hostname, selectors in published_selectors().items():
+        assert f"\tIN\tMX\t10 {hostname}." in zones
+        assert selectors and all(f"{selector}.\t" in zones for selector in selectors)
+
+
+def test_an_unreachable_mail_host_stops_the_play_before_any_zone(tmp_path):
+    """A mail host that cannot be read (here: SSH to a closed port on 127.0.0.1) is named, and nothing is written."""
+    unreachable = mail_hosts()[-1].backend.host
+    inventory = tmp_path / "unreachable.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {unreachable: {
+        "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9, "ansible_user": "nobody"}}}}))
+    output = run_playbook("playbooks/dns_records.yml", "-i", str(inventory), "-e", f"dns_records_dir={tmp_path}/out",
+                          succeed=False)
+    assert f"could not be read: {unreachable}. No zone was written" in " ".join(output.split())
+    assert not (tmp_path / "out").exists()

@@ -93,3 +93,26 @@ def test_sending_as_own_alias_is_allowed(host_vars, address, tls):
     msg = new_message("postmaster@one.test", "bob@two.test")
     submit(address, 587, tls, "alice@one.test", host_vars["test_passwords"]["alice@one.test"], msg)
     assert fetch(address, tls, "bob@two.test", host_vars["test_passwords"]["bob@two.test"], msg["Subject"])
+
+
+@pytest.mark.parametrize("length", [65_000, 100_000])
+def test_a_line_filter_rspamd_would_die_on_is_refused_and_smtpd_keeps_running(host, host_vars, address, tls, length):
+    """filter-rspamd exits on a line of 65455 bytes or more, and smtpd with it: the guard it runs under refuses
+    such a message (smtpd itself refuses lines beyond about 64 KiB) on every listener Rspamd filters."""
+    pid = host.check_output("systemctl show opensmtpd -p MainPID --value")
+    ports = [25] + ([587] if host_vars["mail_dkim_signer"] == "rspamd" else [])
+    for port in ports:
+        sender = "alice@one.test" if port != 25 else "someone@elsewhere.test"
+        client = smtplib.SMTP(address, port, timeout=30)
+        with client:
+            if port != 25:
+                client.starttls(context=tls)
+                client.login("alice@one.test", host_vars["test_passwords"]["alice@one.test"])
+            data = (f"From: {sender}\r\nTo: bob@two.test\r\nSubject: long line\r\n\r\n".encode()
+                    + b"x" * length + b"\r\n")
+            with pytest.raises((smtplib.SMTPDataError, smtplib.SMTPServerDisconnected)) as refused:
+                client.sendmail(sender, ["bob@two.test"], data)
+            if isinstance(refused.value, smtplib.SMTPDataError):
+                assert 500 <= refused.value.smtp_code < 600, refused.value
+    assert host.check_output("systemctl show opensmtpd -p MainPID --value") == pid
+    assert host.service("opensmtpd").is_running

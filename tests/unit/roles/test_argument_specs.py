@@ -27,12 +27,15 @@ def test_spec_documents_every_default_with_the_same_value(role):
 def test_spec_tunables_all_have_defaults(role):
     defaults = load(role / "defaults" / "main.yml")
     options = load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
-    tunables = {name for name in options if name.startswith(f"{role.name}_")}
+    tunables = {name for name, option in options.items()
+                if name.startswith(f"{role.name}_") and not option.get("required")}
     assert tunables <= set(defaults), f"{role.name}: {sorted(tunables - set(defaults))} lack a default"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
 def test_every_os_vars_file_defines_the_same_names(role):
+    if not (role / "vars").is_dir():
+        pytest.skip(f"{role.name} has no platform names")
     files = sorted((role / "vars").glob("[A-Z]*.yml"))
     names = [set(load(f)) for f in files]
     assert files and all(n == names[0] for n in names), [f.name for f in files]

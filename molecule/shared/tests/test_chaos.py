@@ -1,0 +1,39 @@
+"""kill -9 under load, smaller than `make chaos`: while 10 clients submit messages (to a local user and to the
+outside world), smtpd, Dovecot and the DKIM signer are killed in turn; every accepted message must arrive, and
+every copy that leaves must carry a valid DKIM signature (scripts/chaos.py)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import PROJECT, client_tls, outside_host
+
+sys.path.insert(0, str(PROJECT / "scripts"))
+import chaos  # noqa: E402  (a script of the project, not a package)
+
+MESSAGES = 40
+
+
+@pytest.fixture(scope="module")
+def chaos_run(host, host_vars):
+    target = chaos.Target(host.backend.host, next(a for a in host.interface("eth0").addresses if ":" not in a),
+                          outside_host().backend.host, host_vars["test_passwords"], host_vars["test_dns_server"],
+                          client_tls(), "rspamd" if host_vars["mail_dkim_signer"] == "rspamd" else "dkimproxy-out")
+    figures, counts = chaos.run(target, messages=MESSAGES, clients=10, max_per_session=5, seed=12)
+    print(chaos.report(target, figures, counts))
+    return figures, counts
+
+
+def test_every_accepted_message_arrives_signed_after_kill_9(chaos_run):
+    figures, counts = chaos_run
+    assert figures.accepted >= MESSAGES // 2, chaos_run
+    assert counts["local"]["lost"] == 0 and counts["outside"]["lost"] == 0, chaos_run
+    assert figures.unsigned == [], chaos_run
+
+
+@pytest.mark.xfail(reason="issue 12, open: a message in flight when Dovecot or dkimproxy is killed can still arrive "
+                          "twice (about one in 400; see docs/operations.md)", strict=False)
+def test_no_message_arrives_twice_after_kill_9(chaos_run):
+    _, counts = chaos_run
+    assert counts["local"]["duplicated"] == 0 and counts["outside"]["duplicated"] == 0, chaos_run
