@@ -9,7 +9,7 @@ import json
 import dns.resolver
 import dns.reversename
 import pytest
-from conftest import host_address, key_ring, mail_hosts
+from conftest import host_address, key_ring, mail_hosts, run_playbook
 
 
 def txt(resolver, name: str) -> list[str]:

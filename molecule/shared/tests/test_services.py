@@ -81,3 +81,12 @@ def test_dkim_keys_are_readable_by_the_signer_only(host, host_vars, signer):
     for path in keys:
         key = host.file(path)
         assert (key.user, key.group, key.mode) == (owner, group, mode), path
+
+
+def test_daemons_run_under_the_hosts_utf8_locale(host):
+    """The lab is a real host: systemd passes /etc/default/locale's en_US.UTF-8 to the daemons and to smtpd's
+    filters (under C.UTF-8, Python would read the filter protocol leniently and hide decoding bugs)."""
+    assert "LANG=en_US.UTF-8" in host.file("/etc/default/locale").content_string
+    pid = host.check_output("pgrep -f -- '^/usr/bin/python3 -I /usr/local/sbin/opendove-filter-senders'").split()[0]
+    assert "LANG=en_US.UTF-8" in host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+    assert host.run("locale -a | grep -qix en_US.utf8").rc == 0
