@@ -16,7 +16,8 @@ MESSAGES = 40
 
 
 @pytest.fixture(scope="module")
-def chaos_run(host, host_vars):
+def chaos_run(host, host_vars, published_records):
+    """One run per mail host, once the DKIM records are in the scenario's DNS (published_records)."""
     target = chaos.Target(host.backend.host, next(a for a in host.interface("eth0").addresses if ":" not in a),
                           outside_host().backend.host, host_vars["test_passwords"], host_vars["test_dns_server"],
                           client_tls(), "rspamd" if host_vars["mail_dkim_signer"] == "rspamd" else "dkimproxy-out")
