@@ -6,7 +6,9 @@ prints sent / accepted / refused / delivered once / duplicated / lost.
 
   python scripts/chaos.py --scenario dkimproxy --host dkimproxy-mx12 [--messages 200] [--runs 10]
 
-(`make chaos` runs it against every mail host of both signer scenarios.) A message the client saw refused, or
+(`make chaos` runs it against every mail host of both signer scenarios.) It first publishes the scenario's DNS
+records (playbooks/dns_records.yml, as the Molecule verify step does), so that the DKIM signatures can be
+checked; --no-publish skips that. A message the client saw refused, or
 whose acceptance it never heard (the connection died after the data), is counted apart: only accepted
 messages can be lost. Queued mail is nudged with `smtpctl schedule all` while the run waits for it (smtpd
 would retry mail for a signer it could not reach only after minutes). The verify step of each Molecule
@@ -20,7 +22,9 @@ import base64
 import email
 import imaplib
 import json
+import os
 import random
+import re
 import smtplib
 import ssl
 import subprocess
@@ -40,6 +44,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SINK_MAILDIR = "/srv/sink/Maildir/new"  # the outside world's mailbox (molecule/shared/tasks/smtp_sink.yml)
 SENDER, LOCAL, OUTSIDE = "alice@one.test", "bob@two.test", "someone@outside.test"
+# The queue id in each Received line smtpd writes: which hop a second copy comes from.
+QUEUE_ID = re.compile(rb"\(OpenSMTPD\) with \S+ id ([0-9a-f]+)")
 
 
 @dataclass
@@ -65,6 +71,7 @@ class Figures:
     local: Counter = field(default_factory=Counter)  # token -> copies in the local user's INBOX
     outside: Counter = field(default_factory=Counter)  # token -> copies at the outside world
     unsigned: list[str] = field(default_factory=list)  # outside copies without a valid DKIM signature
+    hops: dict[str, list[str]] = field(default_factory=dict)  # token -> each copy's queue ids, newest first
 
     def counts(self, accepted: set[str], copies: Counter) -> dict[str, int]:
         return {"delivered once": sum(1 for t in accepted if copies[t] == 1),
@@ -84,13 +91,28 @@ def docker(container: str, *command: str, check: bool = True) -> str:
                           check=check, timeout=120).stdout.strip()
 
 
+def ephemeral_dir(scenario: str) -> Path:
+    """Molecule's working directory of a converged scenario (its inventory, its test certificates)."""
+    return next(Path.home().glob(f".ansible/tmp/molecule.*.{scenario}"))
+
+
+def publish_records(scenario: str) -> None:
+    """The DNS records of every mail host, published on the scenario's DNS server (DKIM keys to verify with)."""
+    inventory, out = ephemeral_dir(scenario) / "inventory", ephemeral_dir(scenario) / "chaos-dns-records"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    for playbook, variable in (("playbooks/dns_records.yml", "dns_records_dir"),
+                               ("molecule/shared/publish_dns.yml", "test_dns_records_dir")):
+        subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), "-e", f"{variable}={out}"],
+                       check=True, env=env, stdout=subprocess.DEVNULL, timeout=900)
+
+
 def scenario_target(scenario: str, container: str) -> Target:
     """What the scenario's inventory says (passwords, DNS server, signer) and the containers' addresses."""
     inventory = ROOT / "molecule" / scenario / "inventory" / "group_vars"
     site = {**yaml.safe_load((inventory / "mail.yml").read_text()), **yaml.safe_load((inventory / "all.yml").read_text())}
     address = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                               container], capture_output=True, text=True, check=True).stdout.strip()
-    pki = next(Path.home().glob(f".ansible/tmp/molecule.*.{scenario}/pki"))
+    pki = ephemeral_dir(scenario) / "pki"
     tls = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     tls.check_hostname = False
     tls.load_cert_chain(pki / "client.pem", pki / "client.key")
@@ -185,8 +207,8 @@ def kill(target: Target, service: str) -> str:
     raise RuntimeError(f"{service} is not back 60 s after kill -9")
 
 
-def local_copies(target: Target, run: str) -> Counter:
-    """token -> copies in the local recipient's INBOX."""
+def local_copies(target: Target, run: str, hops: dict[str, list[str]]) -> Counter:
+    """token -> copies in the local recipient's INBOX; hops gets each copy's queue ids (local: ...)."""
     copies: Counter = Counter()
     with imaplib.IMAP4_SSL(target.address, 993, ssl_context=target.tls, timeout=60) as imap:
         imap.login(LOCAL, target.passwords[LOCAL])
@@ -194,10 +216,13 @@ def local_copies(target: Target, run: str) -> Counter:
         _, found = imap.search(None, "SUBJECT", f'"chaos {run}-"')
         numbers = found[0].split()
         if numbers:
-            _, data = imap.fetch(b",".join(numbers), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            _, data = imap.fetch(b",".join(numbers), "(BODY.PEEK[HEADER.FIELDS (SUBJECT RECEIVED)])")
             for part in data:
                 if isinstance(part, tuple):
-                    copies[part[1].decode().split("chaos ", 1)[1].strip()] += 1
+                    token = email.message_from_bytes(part[1])["Subject"].split("chaos ", 1)[1].strip()
+                    copies[token] += 1
+                    hops.setdefault(f"local {token}", []).append(" ".join(
+                        i.decode() for i in QUEUE_ID.findall(re.sub(rb"\r?\n[ \t]+", b" ", part[1]))))
     return copies
 
 
@@ -215,16 +240,18 @@ print(json.dumps(found))
 
 def outside_copies(target: Target, run: str, dnsfunc, seen: dict[str, tuple[str, bool]]) -> tuple[Counter, list[str]]:
     """token -> copies at the outside world, and the tokens of copies whose DKIM signature does not verify.
-    seen: file name -> (token, signature valid), kept between calls so that each copy is verified once."""
+    seen: file name -> (token, signature valid, queue ids), kept between calls so that each copy is verified
+    once."""
     found = json.loads(docker(target.outside, "python3", "-c", _READ_SINK, SINK_MAILDIR, f"chaos {run}-"))
     for name, data in found.items():
         if name not in seen:
             raw = base64.b64decode(data).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             parsed = email.message_from_bytes(raw)
             token = parsed["Subject"].split("chaos ", 1)[1].strip()
-            seen[name] = (token, bool(parsed.get_all("DKIM-Signature")) and dkim.verify(raw, dnsfunc=dnsfunc))
-    copies = Counter(token for token, _ in seen.values())
-    return copies, [token for token, valid in seen.values() if not valid]
+            ids = " ".join(i.decode() for i in QUEUE_ID.findall(re.sub(rb"\r\n[ \t]+", b" ", raw)))
+            seen[name] = (token, bool(parsed.get_all("DKIM-Signature")) and dkim.verify(raw, dnsfunc=dnsfunc), ids)
+    copies = Counter(token for token, _, _ in seen.values())
+    return copies, [token for token, valid, _ in seen.values() if not valid]
 
 
 def dns_lookup(server: str):
@@ -285,8 +312,11 @@ def run(target: Target, messages: int = 200, clients: int = 10, max_per_session:
             # the operator's `smtpctl schedule all` brings that forward (it counts, not how soon).
             docker(target.container, "smtpctl", "schedule", "all", check=False)
             nudged = time.monotonic()
-        figures.local = local_copies(target, run_id)
+        figures.hops = {}
+        figures.local = local_copies(target, run_id, figures.hops)
         figures.outside, figures.unsigned = outside_copies(target, run_id, dnsfunc, seen)
+        for token, _, ids in seen.values():
+            figures.hops.setdefault(f"outside {token}", []).append(ids)
         now = (sum(figures.local.values()), sum(figures.outside.values()), bool(queued))
         complete = not queued and all(figures.local[t] and figures.outside[t] for t in accepted)
         if now != last:
@@ -305,7 +335,11 @@ def report(target: Target, figures: Figures, counts: dict[str, dict[str, int]]) 
             + f"; outside without a valid DKIM signature {len(figures.unsigned)}; kills: {'; '.join(figures.kills)}"
             + "".join(f"; {what}: {' '.join(tokens[:5])}" for what, tokens in (
                 ("duplicated locally", duplicated(figures.local)), ("duplicated outside", duplicated(figures.outside)),
-                ("unsigned", sorted(figures.unsigned))) if tokens))
+                ("unsigned", sorted(figures.unsigned))) if tokens)
+            # Each copy's queue ids, newest hop first: the hop where the ids part is the one that sent twice.
+            + "".join(f"; {where} {token} queue ids: {' / '.join(figures.hops.get(f'{where} {token}', []))}"
+                      for where, copies in (("local", figures.local), ("outside", figures.outside))
+                      for token in duplicated(copies)[:5]))
 
 
 def main() -> None:
@@ -316,7 +350,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--per-session", type=int, default=5, help="most messages in one session")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-publish", action="store_true", help="the DNS records are published already")
     args = parser.parse_args()
+    if not args.no_publish:
+        publish_records(args.scenario)
     bad = 0
     for host in args.host:
         target = scenario_target(args.scenario, host)
