@@ -6,13 +6,14 @@ prints sent / accepted / refused / delivered once / duplicated / lost.
 
   python scripts/chaos.py --scenario dkimproxy --host dkimproxy-mx12 [--messages 200] [--runs 10]
 
-(`make chaos` runs it against every mail host of both signer scenarios.) It first publishes the scenario's DNS
-records (playbooks/dns_records.yml, as the Molecule verify step does), so that the DKIM signatures can be
-checked; --no-publish skips that. A message the client saw refused, or
+(`make chaos SCENARIO=rspamd HOSTS=rspamd-mx13 RUNS=10` runs it; by default one run against dkimproxy-mx13.)
+It first publishes the scenario's DNS records (playbooks/dns_records.yml, as the Molecule verify step does),
+so that the DKIM signatures can be checked; --no-publish skips that. A message the client saw refused, or
 whose acceptance it never heard (the connection died after the data), is counted apart: only accepted
-messages can be lost. Queued mail is nudged with `smtpctl schedule all` while the run waits for it (smtpd
-would retry mail for a signer it could not reach only after minutes). The verify step of each Molecule
-scenario runs it with a smaller count.
+messages can be lost. For a message that arrived twice it prints each copy's smtpd queue ids, newest hop
+first. Queued mail is nudged with `smtpctl schedule all` while the run waits for it (smtpd would retry mail
+for a signer it could not reach only after minutes). The verify step of each Molecule scenario runs it with a
+smaller count.
 """
 
 from __future__ import annotations
