@@ -7,11 +7,12 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= rspamd dkimproxy rotation
 
-.PHONY: help venv engine images lint unit molecule test demo demo-clean bench bench-storm chaos clean
+.PHONY: help venv engine images lint unit sanity molecule test demo demo-clean bench bench-storm chaos clean
 
 help:
 	@echo "make demo   - a mail server for the example inventory in a local container (mx1.example.test)"
 	@echo "make test   - lint, unit tests and every Molecule scenario that can run here"
+	@echo "make sanity - ansible-test sanity (no Docker) on a copy of the tracked files"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,10 @@ lint: venv
 
 unit: venv
 	pytest -q tests/unit
+
+# ansible-test sanity in its own virtual environments, on a copy of the tracked files under .cache/sanity/.
+sanity: venv
+	scripts/sanity.sh
 
 molecule: venv images
 	scripts/molecule-test.sh $(SCENARIOS)
