@@ -17,10 +17,18 @@ from __future__ import annotations
 import base64
 import copy
 import time
+import traceback
 from collections.abc import Iterable
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+except ImportError:
+    # Only making and reading keys needs it: the module fails with missing_required_lib and this traceback;
+    # the rotation filters and dkim_keys state=query run without it.
+    CRYPTOGRAPHY_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    CRYPTOGRAPHY_IMPORT_ERROR = None
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import DnsRecordError, check_selector
 

@@ -9,15 +9,22 @@ cannot be reached or does not answer in time) is "not yet": never "go ahead".
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Iterable
 
-import dns.exception
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
+try:
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+except ImportError:
+    # Only dkim_keys state=rotate asks DNS: it fails with missing_required_lib and this traceback.
+    DNSPYTHON_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    DNSPYTHON_IMPORT_ERROR = None
 
 TIMEOUT = 5.0  # seconds per server and question
 # Worst first: the status of a record is the worst any server gave.

@@ -27,7 +27,8 @@ description:
 version_added: 0.1.0
 author: opendove.mailserver contributors
 requirements:
-  - cryptography on the managed host
+  - cryptography on the managed host (O(state=present) and O(state=rotate))
+  - dnspython on the managed host (O(state=rotate))
 attributes:
   check_mode:
     support: full
@@ -176,9 +177,10 @@ import os
 import pwd
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import (
+    CRYPTOGRAPHY_IMPORT_ERROR,
     KEYLESS_STATES,
     KeyRingError,
     check_key_request,
@@ -199,6 +201,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_rotation
     schedule_errors,
 )
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_check import (
+    DNSPYTHON_IMPORT_ERROR,
     authoritative_servers,
     record_status,
 )
@@ -324,6 +327,12 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
+    if params["state"] != "query" and CRYPTOGRAPHY_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("cryptography", reason="to make DKIM keys"),
+                         exception=CRYPTOGRAPHY_IMPORT_ERROR)
+    if params["state"] == "rotate" and DNSPYTHON_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("dnspython", reason="to check DKIM records in DNS"),
+                         exception=DNSPYTHON_IMPORT_ERROR)
     key_dir = params["key_dir"]
     try:
         uid = pwd.getpwnam(params["owner"]).pw_uid

@@ -1,10 +1,16 @@
 """The rotation filters: schedule validation for site.yml and the summary rotate_keys.yml prints."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ansible_collections.opendove.mailserver.plugins.filter.mail_rotation import FilterModule
 
 FILTERS = FilterModule().filters()
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.mark.parametrize("rotation, message", [
@@ -78,3 +84,15 @@ def test_srs_plan_refuses_to_leave_a_host_outside_the_run_behind():
 def test_srs_plan_unreadable_state(read, message):
     result = FILTERS["mail_srs_plan"]([read], ["mx1"], {}, "4d")
     assert result["state"] is None and result["errors"][0].startswith(message), result
+
+
+def test_the_filters_need_neither_cryptography_nor_dnspython(tmp_path):
+    """The controller may lack what only dkim_keys needs on the signing hosts."""
+    for package in ("cryptography", "dns"):
+        (tmp_path / f"{package}.py").write_text(f"raise ImportError('{package} is hidden from this test')\n")
+    code = ("from ansible_collections.opendove.mailserver.plugins.filter import mail_dns, mail_mta_sts, "
+            "mail_rotation, mail_site\n"
+            "print(mail_rotation.mail_dkim_rotation_errors({'interval': '90d'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT / 'collections'}"))
+    assert result.returncode == 0 and result.stdout == "[]\n", result.stderr

@@ -24,9 +24,9 @@ ANSIBLE = Path(sys.executable).parent / "ansible"
 DOMAINS = ["example.test", "example.org"]
 
 
-def run_module(args: dict, check: bool = False) -> dict:
+def run_module(args: dict, check: bool = False, python: str = sys.executable) -> dict:
     command = [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", "-m", "opendove.mailserver.dkim_keys",
-               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
+               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={python}"]
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     result = subprocess.run(command + (["--check"] if check else []), capture_output=True, text=True, env=env,
@@ -43,6 +43,21 @@ def key_dir(tmp_path):
 def args_for(key_dir, **extra):
     return {"domains": DOMAINS, "key_dir": str(key_dir), "owner": "nobody", "group": "nogroup", "mode": "0640",
             **extra}
+
+
+@pytest.fixture
+def python_without(tmp_path):
+    """An interpreter for the module on which the named top-level packages cannot be imported."""
+    def make(*packages: str) -> str:
+        hidden = tmp_path / "hidden"
+        hidden.mkdir(exist_ok=True)
+        for package in packages:
+            (hidden / f"{package}.py").write_text(f"raise ImportError('{package} is hidden from this test')\n")
+        wrapper = tmp_path / "python"
+        wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={hidden} exec {sys.executable} "$@"\n')
+        wrapper.chmod(0o755)
+        return str(wrapper)
+    return make
 
 
 def test_check_mode_reports_the_keys_it_would_make_and_writes_nothing(key_dir):
@@ -133,6 +148,27 @@ def test_bad_parameters_fail_before_writing(key_dir, extra, message):
     result = run_module(args_for(key_dir, **extra))
     assert result.get("failed") is True and message in result["msg"]
     assert not key_dir.exists()
+
+
+@pytest.mark.parametrize("state, hidden, message", [
+    ("present", "cryptography", "(cryptography) on"),
+    ("rotate", "cryptography", "(cryptography) on"),
+    ("rotate", "dns", "(dnspython) on"),
+])
+def test_a_missing_library_fails_with_its_name_before_anything_changes(key_dir, python_without, state, hidden,
+                                                                       message):
+    if state == "rotate":
+        run_module(args_for(key_dir))
+    before = sorted(p.name for p in key_dir.iterdir()) if key_dir.exists() else None
+    result = run_module(args_for(key_dir, state=state), python=python_without(hidden))
+    assert result.get("failed") is True and message in result["msg"], result
+    assert (sorted(p.name for p in key_dir.iterdir()) if key_dir.exists() else None) == before
+
+
+def test_query_needs_neither_cryptography_nor_dnspython(key_dir, python_without):
+    made = run_module(args_for(key_dir))
+    queried = run_module(args_for(key_dir, state="query"), python=python_without("cryptography", "dns"))
+    assert "failed" not in queried and queried["domains"] == made["domains"]
 
 
 def test_key_dir_is_made_for_the_signer_group_only(key_dir):
