@@ -20,21 +20,27 @@ description:
   - A state file that cannot be read, or key files without a state file, is an error; the module never
     silently makes a new key beside keys that may be in use.
   - V(state=rotate) moves each ring one step along its rotation schedule (see docs/rotation.md). A successor
-    key is created when the active one has signed for O(interval); it becomes active only once its TXT record
-    has been visible with exactly its value on every name server asked (O(nameservers), else the domain's
-    authoritative servers) for O(lead); a replaced key stays published for O(grace), then is revoked (empty
-    C(p=), for O(revocation)) or retired, and its private key deleted. A run with nothing due changes nothing.
+    key is created when the active one has signed for O(rotation.interval); it becomes active only once its
+    TXT record has been visible with exactly its value on every name server asked (O(rotation.nameservers),
+    else the domain's authoritative servers) for O(rotation.lead); a replaced key stays published for
+    O(rotation.grace), then is revoked (empty C(p=), for O(rotation.revocation)) or retired, and its private
+    key deleted. A run with nothing due changes nothing.
 version_added: 0.1.0
-author: opendove.mailserver contributors
+author: opendove.mailserver contributors (!UNKNOWN)
 requirements:
   - cryptography on the managed host (O(state=present) and O(state=rotate))
   - dnspython on the managed host (O(state=rotate))
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
     details: The diff lists selectors and their states, never key material.
+  platform:
+    support: full
+    platforms: posix
 options:
   domains:
     description: The mail domains to keep a key ring for.
