@@ -132,7 +132,7 @@ def key_files_of(domain: str, filenames: Iterable[str]) -> list[str]:
     """The names among filenames (a key directory's listing) that are key files of domain: key_file_name of
     the domain and a selector the ring allows. A selector is one DNS label, so the files of example.com.au
     (example.com.au.<selector>.key) or of sub.example.com never count as example.com's."""
-    prefix, _, suffix = key_file_name(domain, "\0").partition("\0")
+    prefix, suffix = key_file_name(domain, "\0").split("\0", 1)
     found = []
     for name in filenames:
         if name.startswith(prefix) and name.endswith(suffix):

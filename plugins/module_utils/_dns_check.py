@@ -35,9 +35,9 @@ def ask_server(name: str, server: str, timeout: float = TIMEOUT) -> list[str] | 
     """The TXT values at name on this server (an address, or address#port as dig writes it; strings of a
     record joined), [] for NXDOMAIN or no TXT record. Raises dns.exception.Timeout, or OSError when the
     server cannot be reached."""
-    address, _, port = server.partition("#")
+    address, separator, port = server.partition("#")
     query = dns.message.make_query(name, dns.rdatatype.TXT)
-    response, _ = dns.query.udp_with_fallback(query, address, timeout=timeout, port=int(port or 53))
+    response, used_tcp = dns.query.udp_with_fallback(query, address, timeout=timeout, port=int(port or 53))
     if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         raise OSError(f"{server} answered {dns.rcode.to_text(response.rcode())} for {name}")
     values = []

@@ -86,11 +86,10 @@ def _decode64_uint32(field: str, pos: int, minimum: int) -> tuple[int, int]:
         chars += 1
         bits += 6
     value += (c - start) << bits
-    for _ in range(chars - 1):
+    for at in range(pos, pos + chars - 1):
         bits -= 6
-        value += digit(pos) << bits
-        pos += 1
-    return value, pos
+        value += digit(at) << bits
+    return value, pos + chars - 1
 
 
 def decode_yescrypt_params(field: str) -> dict[str, int]:
