@@ -369,7 +369,7 @@ def test_hostile_input_under_a_strict_locale(strict, start, tmp_path, case):
     answers = program.exchange(case.lines)
     check_answers(case.lines, answers)
     results = [answer.split(b"|", 3) for answer in answers if answer.startswith(b"filter-result|")]
-    assert all(rest == b"proceed" for _, _, token, rest in results if token != b"tok2")
+    assert all(rest == b"proceed" for kind, session, token, rest in results if token != b"tok2")
     assert results[-1][2] == b"tok2"
     last = results[-1][3].decode()
     assert last == "proceed" if case.answer == "proceed" else last == f"reject|{case.answer}"
@@ -420,7 +420,7 @@ def payload(rng: random.Random) -> bytes:
     if rng.randint(0, 999) == 999:  # now and then a line longer than the program reads at once
         return rng.choice([b"From: ", b"Subject: ", b""]) + b"z" * rng.randint(200_000, 1_100_000) + \
             rng.choice([b"", b"\r", b"\x00"])
-    return b"".join(rng.choice(PIECES) for _ in range(rng.randint(0, 6)))
+    return b"".join(rng.choice(PIECES) for piece in range(rng.randint(0, 6)))
 
 
 def random_session(rng: random.Random, session: bytes, version: bytes) -> list[bytes]:
@@ -436,9 +436,9 @@ def random_session(rng: random.Random, session: bytes, version: bytes) -> list[b
         status = rng.choice([b"pass", b"pass", b"fail", b"error", b"maybe"])
         user = rng.choice([b"alice@one.test", b"bob@two.test", b"nobody", b"a|b", b""])
         lines.append(report(b"link-auth", b"|%s|%s" % ((user, status) if version == b"0.6" else (status, user))))
-    for _ in range(rng.randint(1, 2)):
-        header = [rng.choice(HEADERS) if rng.randint(0, 3) else payload(rng) for _ in range(rng.randint(0, 4))]
-        body = [payload(rng) for _ in range(rng.randint(0, 3))]
+    for message in range(rng.randint(1, 2)):
+        header = [rng.choice(HEADERS) if rng.randint(0, 3) else payload(rng) for field in range(rng.randint(0, 4))]
+        body = [payload(rng) for body_line in range(rng.randint(0, 3))]
         lines.append(report(b"tx-begin", b"|1"))
         lines += [request(b"data-line", line) for line in header + [b""] + body + [b"."]] + [request(b"commit", b"")]
     if rng.randint(0, 1):
@@ -459,7 +459,7 @@ def random_stream(rng: random.Random) -> list[bytes]:
     """A protocol stream of a few interleaved sessions, with hostile bytes in their data-lines, other protocol
     versions, and noise between them. `rng` is random.Random, or Hypothesis's stand-in for it (whose choices it
     can shrink)."""
-    sessions = [b"%016x" % rng.randint(0, 2**64 - 1) for _ in range(rng.randint(1, 3))]
+    sessions = [b"%016x" % rng.randint(0, 2**64 - 1) for session_index in range(rng.randint(1, 3))]
     scripts = [random_session(rng, session, rng.choice(VERSIONS)) for session in sessions]
     lines = [b"config|ready"]
     while scripts:
@@ -498,8 +498,8 @@ def test_random_streams_through_one_program(start, tmp_path):
     table.write_text(TABLE)
     rng = random.Random(20240601)
     program = start(table, strict_env(forced=True))
-    for _ in range(4):
-        lines = [line for _ in range(500) for line in random_stream(rng)]
+    for round_number in range(4):
+        lines = [line for stream in range(500) for line in random_stream(rng)]
         check_answers(lines, program.exchange(lines))
     assert program.close() == 0
     assert "Traceback" not in program.log() and "error at line" not in program.log()

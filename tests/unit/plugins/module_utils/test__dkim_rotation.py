@@ -23,8 +23,8 @@ ACTIVE = {"selector": "a", "key_type": "rsa", "bits": 2048, "state": "active", "
           "public_key": "PA"}
 
 
-def run(ring, now, dns=None, wanted=WANTED, schedule=SCHEDULE):
-    return rot.rotate(ring, wanted, schedule, now, dns or {}, tag="mx1")
+def run(ring, now, dns=None, wanted=None, schedule=SCHEDULE):
+    return rot.rotate(ring, WANTED if wanted is None else wanted, schedule, now, dns or {}, tag="mx1")
 
 
 def states(ring) -> dict[str, str]:
@@ -128,8 +128,8 @@ def test_a_record_that_vanishes_restarts_the_lead_time():
     ring = made(run(ring_with(ACTIVE), T0 + 30 * DAY)[0])
     new = ring["keys"][1]["selector"]
     t = T0 + 31 * DAY
-    ring, _ = run(ring, t, {new: "visible"})
-    ring, _ = run(ring, t + DAY, {new: "timeout"})
+    ring = run(ring, t, {new: "visible"})[0]
+    ring = run(ring, t + DAY, {new: "timeout"})[0]
     ring, actions = run(ring, t + 2 * DAY, {new: "visible"})
     assert states(ring)[new] == "published" and actions[-1]["activates_at"] == t + 4 * DAY
     ring, actions = run(ring, t + 4 * DAY, {new: "visible"})
@@ -139,7 +139,7 @@ def test_a_record_that_vanishes_restarts_the_lead_time():
 def test_clock_going_backwards_changes_nothing():
     ring = made(run(ring_with(ACTIVE), T0 + 30 * DAY)[0])
     new = ring["keys"][1]["selector"]
-    ring, _ = run(ring, T0 + 31 * DAY, {new: "visible"})
+    ring = run(ring, T0 + 31 * DAY, {new: "visible"})[0]
     before = copy.deepcopy(ring)
     after, actions = run(ring, T0 + 40 * DAY - 10 * DAY, {new: "visible"})
     assert after == before and [a["action"] for a in actions] == ["clock"]
@@ -148,7 +148,7 @@ def test_clock_going_backwards_changes_nothing():
 def test_clock_behind_still_forgets_a_record_seen_missing():
     ring = made(run(ring_with(ACTIVE), T0 + 30 * DAY)[0])
     new = ring["keys"][1]["selector"]
-    ring, _ = run(ring, T0 + 31 * DAY, {new: "visible"})
+    ring = run(ring, T0 + 31 * DAY, {new: "visible"})[0]
     after, actions = run(ring, T0 + 30 * DAY + 1, {new: "timeout"})
     assert [a["action"] for a in actions] == ["hidden", "clock"] and after["keys"][1]["visible_since"] is None
     assert states(after) == states(ring)
@@ -176,7 +176,7 @@ def test_an_interrupted_step_is_done_by_the_next_run(step):
 def test_a_created_key_without_its_key_file_is_never_published_or_activated():
     """Killed after recording the new selector but before making its key: the key is made by the next run
     (dkim_keys completes it); until then it has no record and cannot go active."""
-    ring, _ = run(ring_with(ACTIVE), T0 + 30 * DAY)
+    ring = run(ring_with(ACTIVE), T0 + 30 * DAY)[0]
     new = ring["keys"][1]["selector"]
     ring, actions = run(ring, T0 + 40 * DAY, {})
     assert states(ring) == {"a": "active", new: "published"} and len(ring["keys"]) == 2
@@ -230,7 +230,7 @@ def simulate(seed: int, steps: int = 1000) -> list[str]:
     now = float(T0)
     activations: list[str] = []
     first_seen: dict[str, tuple[int, float]] = {}  # selector -> (run index, time) where it was first seen
-    for _ in range(steps):
+    for step in range(steps):
         now += rnd.choice([0, 60, 3600, 6 * 3600, DAY, 2 * DAY])
         if rnd.random() < 0.05:
             now -= rnd.randint(1, 2 * DAY)  # the clock steps back

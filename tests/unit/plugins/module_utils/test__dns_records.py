@@ -187,8 +187,8 @@ def test_zone_fragment_parses_as_a_zone_with_the_same_data():
     dkim = zone.find_rdataset("s1._domainkey.example.test.", dns.rdatatype.TXT)[0]
     assert b"".join(dkim.strings).decode() == f"v=DKIM1; k=rsa; h=sha256; t=s; p={KEY}"
     mx = zone.find_rdataset("example.test.", dns.rdatatype.MX)
-    assert sorted((r.preference, r.exchange.to_text()) for r in mx) == [(10, "mx1.example.test."),
-                                                                         (20, "mx2.example.test.")]
+    exchanges = sorted((r.preference, r.exchange.to_text()) for r in mx)
+    assert exchanges == [(10, "mx1.example.test."), (20, "mx2.example.test.")]
 
 
 MX_WITH_ADDRESSES = [{"hostname": "mx1.example.test", "priority": 10, "addresses": ["192.0.2.10", "2001:db8::10"]},

@@ -241,8 +241,8 @@ def test_max_cost_errors(max_cost, errors):
     (None, DEFAULTS),
     ({"bcrypt_cost": 6}, dict(DEFAULTS, bcrypt_cost=6)),
     ({"bcrypt_cost": "6", "yescrypt_cost": 99}, dict(DEFAULTS, bcrypt_cost=6)),   # the invalid entry: default
-    ({"sha512_crypt_rounds": 1000, "bcrypt_cost": 4, "yescrypt_cost": 1}, CUSTOM | {"sha512_crypt_rounds": 1000,
-                                                                                     "bcrypt_cost": 4}),
+    ({"sha512_crypt_rounds": 1000, "bcrypt_cost": 4, "yescrypt_cost": 1},
+     CUSTOM | {"sha512_crypt_rounds": 1000, "bcrypt_cost": 4}),
 ])
 def test_max_cost_limits_fill_in_the_defaults(max_cost, limits):
     assert ph.max_cost_limits(max_cost) == limits

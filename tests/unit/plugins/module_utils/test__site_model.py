@@ -125,8 +125,8 @@ ADDRESS_PROBLEMS = [
                            "non-ASCII character: internationalised (SMTPUTF8) addresses are not supported"),
     ("carol@bücher.example", "'carol@bücher.example' is not a lower-case mail address: its domain is in Unicode "
                              "(a U-label), not in its ASCII (A-label) form: write 'carol@xn--bcher-kva.example'"),
-    ("ca\x00rol@example.test", "'ca\\x00rol@example.test' is not a lower-case mail address: it contains a control "
-                              "character"),
+    ("ca\x00rol@example.test",
+     "'ca\\x00rol@example.test' is not a lower-case mail address: it contains a control character"),
     ("carol@example.test\n", "it contains a control character"),
     ("carol@Example.TEST", "its domain has upper-case letters: write 'carol@example.test'"),
     ("carol@example.test.", "its domain ends with a dot: write 'carol@example.test'"),
@@ -163,8 +163,8 @@ def test_alias_target_not_in_the_form_to_use_is_named(address, message):
     ("$1$abcdefgh$abcdefghijklmnopqrstuv", "is a MD5-crypt hash"),
     ("$5$abcdefgh$abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq", "is a SHA256-crypt hash"),
     ("$6$short", "is not a well-formed"),
-    ("$6$rounds=abc$M89SwZdOBVCxPkgO$" + SHA512[-86:], "is not a well-formed SHA512-crypt hash: its rounds= is not a "
-                                                        "number"),
+    ("$6$rounds=abc$M89SwZdOBVCxPkgO$" + SHA512[-86:],
+     "is not a well-formed SHA512-crypt hash: its rounds= is not a number"),
     (BCRYPT.replace("$06$", "$99$"), "is not a well-formed bcrypt hash: its cost 99 is not from 04 to 31"),
     ("$6$rounds=656000$M89SwZdOBVCxPkgO$" + SHA512[-86:], "is a SHA512-crypt hash of 656000 rounds, above the limit "
                                                           "of 20000"),
@@ -209,8 +209,8 @@ def test_bad_cost_limits_are_named_and_the_defaults_apply():
 
 
 def test_alias_loop_is_named():
-    aliases = dict(SITE["aliases"], **{"a@example.test": ["b@example.test"], "b@example.test": ["c@example.test"],
-                                        "c@example.test": ["a@example.test"]})
+    aliases = {**SITE["aliases"], "a@example.test": ["b@example.test"], "b@example.test": ["c@example.test"],
+               "c@example.test": ["a@example.test"]}
     assert errors_of(aliases=aliases) == ["mail_aliases: alias loop a@example.test -> b@example.test -> c@example.test"
                                           " -> a@example.test"]
 

@@ -110,7 +110,7 @@ def test_interrupted_distribution_is_completed(maker):
     """A run that rotated on h1 and was killed before h2: the next run gives h2 the rotated state, no second
     rotation."""
     now = T0 + 365 * DAY
-    rotated, _ = plan({"h1": state(), "h2": state()}, {}, SCHEDULE, now, maker, True)
+    rotated = plan({"h1": state(), "h2": state()}, {}, SCHEDULE, now, maker, True)[0]
     again, actions = plan({"h1": rotated, "h2": state()}, {}, SCHEDULE, now + 3600, maker, True)
     assert again == rotated and actions == []
 
