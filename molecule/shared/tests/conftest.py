@@ -122,11 +122,11 @@ def inbox_message(address: str, tls: ssl.SSLContext, login: str, password: str, 
     with imaplib.IMAP4_SSL(address, 993, ssl_context=tls, timeout=20) as imap:
         imap.login(login, password)
         imap.select("INBOX", readonly=True)
-        _, found = imap.search(None, "HEADER", field, f'"{value}"')
+        status, found = imap.search(None, "HEADER", field, f'"{value}"')
         numbers = found[0].split()
         if not numbers:
             return None
-        _, data = imap.fetch(numbers[-1], "(RFC822)")
+        status, data = imap.fetch(numbers[-1], "(RFC822)")
         return data[0][1]
 
 
@@ -235,7 +235,7 @@ def signatures(raw: bytes) -> list[dict[str, str]]:
     found = []
     for value in email.message_from_bytes(raw).get_all("DKIM-Signature") or []:
         tags = (tag.strip().split("=", 1) for tag in "".join(value.split()).split(";") if "=" in tag)
-        found.append({k: v for k, v in tags})
+        found.append(dict(tags))
     return found
 
 

@@ -76,7 +76,7 @@ def test_nothing_else_is_served_on_the_policy_names(address, tls, policies):
 
 def test_plain_http_never_returns_the_policy(address, policies):
     for name in policies:
-        status, _, body = get(address, name, POLICY_PATH)
+        status, content_type, body = get(address, name, POLICY_PATH)
         assert status != 200 and b"STSv1" not in body, (name, status)
 
 

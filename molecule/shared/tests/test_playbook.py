@@ -87,7 +87,7 @@ def test_bad_input_fails_before_anything_changes(overrides, message, tmp_path):
     extra_file = tmp_path / "bad.json"
     extra_file.write_text(json.dumps(overrides))
     recap, output = run_site("-e", f"@{extra_file}", succeed=False)
-    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert all(changed == 0 and failed == 1 for changed, unreachable, failed in recap.values()), recap
     assert "Validate the site model" in output and "PLAY [Mail servers]" not in output
     assert message in output
     assert CLEAR_TEXT not in output
@@ -98,7 +98,7 @@ def test_certificate_not_covering_a_policy_name_fails_before_anything_changes(ho
     extra_file.write_text(json.dumps({"mail_domains": host_vars["mail_domains"]
                                       + [{"name": "four.test", "mta_sts": {"mode": "testing"}}]}))
     recap, output = run_site("-e", f"@{extra_file}", succeed=False)
-    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert all(changed == 0 and failed == 1 for changed, unreachable, failed in recap.values()), recap
     assert "PLAY [Mail servers]" not in output
     assert "mta_sts_tls_certificate /etc/ssl/certs/mail.pem does not cover mta-sts.four.test" in output
 
@@ -118,7 +118,7 @@ def test_bad_dkimproxy_archive_fails_before_anything_changes(overrides, message,
     extra_file = tmp_path / "bad.json"
     extra_file.write_text(json.dumps(overrides))
     recap, output = run_site("-e", f"@{extra_file}", succeed=False)
-    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert all(changed == 0 and failed == 1 for changed, unreachable, failed in recap.values()), recap
     assert "PLAY [Mail servers]" not in output and message in output
 
 
@@ -128,7 +128,7 @@ def test_rspamd_signer_is_refused_on_debian_12():
         pytest.skip("no Debian 12 host in this scenario")
     recap, output = run_site("-e", "mail_dkim_signer=rspamd", "--limit", ",".join(
         h.backend.host for h in debian12), succeed=False)
-    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert all(changed == 0 and failed == 1 for changed, unreachable, failed in recap.values()), recap
     assert "rspamd cannot sign on Debian 12: its opensmtpd-filter-rspamd does not pass the authenticated user" \
         in output and "PLAY [Mail servers]" not in output
 
@@ -137,7 +137,7 @@ def test_dkim_key_below_1024_bits_is_refused_and_the_keys_stay(tmp_path):
     variable = f"{signer()}_dkim_rsa_bits"
     rings = {h.backend.host: h.check_output("sha256sum /var/lib/opendove/dkim/*") for h in mail_hosts()}
     recap, output = run_site("-e", f"{variable}=512", succeed=False)
-    assert all(changed == 0 and failed == 1 for changed, _, failed in recap.values()), recap
+    assert all(changed == 0 and failed == 1 for changed, unreachable, failed in recap.values()), recap
     assert "at least 1024 bits" in output
     assert rings == {h.backend.host: h.check_output("sha256sum /var/lib/opendove/dkim/*") for h in mail_hosts()}
 
@@ -153,7 +153,7 @@ def test_config_failing_validation_never_replaces_the_working_one(overrides, con
     extra_file.write_text(json.dumps(overrides))
     recap, output = run_site("-e", f"@{extra_file}", succeed=False)
     assert "failed to validate" in output
-    assert all(failed == 1 for _, _, failed in recap.values()), recap
+    assert all(failed == 1 for changed, unreachable, failed in recap.values()), recap
     variables = hosts[0].ansible.get_variables()
     for h in hosts:
         assert (h.file(config).sha256sum, main_pids(h)) == before[h.backend.host]
@@ -186,12 +186,12 @@ def rollout(tls):
     }
     extra_file = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-vars.json"
     extra_file.write_text(json.dumps(extra))
-    recap, _ = run_site("-e", f"@{extra_file}")
+    recap = run_site("-e", f"@{extra_file}")[0]
     return {"before": before, "recap": recap, "new": rollout_vars}
 
 
 def test_rollout_converges_everywhere(rollout):
-    assert all(unreachable == failed == 0 for _, unreachable, failed in rollout["recap"].values())
+    assert all(unreachable == failed == 0 for changed, unreachable, failed in rollout["recap"].values())
 
 
 def test_rollout_restarts_no_daemon(host, rollout):

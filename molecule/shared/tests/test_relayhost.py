@@ -41,7 +41,7 @@ def test_outbound_mail_goes_through_the_smarthost_and_stays_signed(host_vars, ad
     received = email.message_from_bytes(raw).get_all("Received")
     # The sink's own Received line says the relay handed the message over, after AUTH inside TLS.
     assert f"from {relayhost['host']}" in received[0] and "ESMTPSA" in received[1], received[:2]
-    assert {d for d, _, _ in verified(raw, dnsfunc)} == {"one.test"}
+    assert {d for d, s, a in verified(raw, dnsfunc)} == {"one.test"}
 
 
 def test_wrong_password_keeps_mail_queued_until_it_is_fixed(host, host_vars, address, relayhost, tmp_path):

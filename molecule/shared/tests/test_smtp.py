@@ -46,7 +46,7 @@ def test_unknown_recipient_is_rejected_at_rcpt(address, recipient):
     with smtplib.SMTP(address, 25, timeout=20) as client:
         client.ehlo("client.elsewhere.test")
         assert client.mail("someone@elsewhere.test")[0] == 250
-        code, _ = client.rcpt(recipient)
+        code = client.rcpt(recipient)[0]
         assert 500 <= code < 600
 
 
@@ -62,9 +62,9 @@ def test_relay_without_auth_is_refused(address, tls, port):
         if port == 587:
             client.starttls(context=tls)
             client.ehlo("client.elsewhere.test")
-        code, _ = client.mail("someone@elsewhere.test")
+        code = client.mail("someone@elsewhere.test")[0]
         if code == 250:
-            code, _ = client.rcpt("victim@unhosted.test")
+            code = client.rcpt("victim@unhosted.test")[0]
         assert 500 <= code < 600
 
 
@@ -73,7 +73,7 @@ def test_auth_before_starttls_is_refused(host_vars, address):
         client.ehlo("client.elsewhere.test")
         assert not client.has_extn("auth")
         credentials = f"\0alice@one.test\0{host_vars['test_passwords']['alice@one.test']}".encode()
-        code, _ = client.docmd("AUTH", f"PLAIN {base64.b64encode(credentials).decode()}")
+        code = client.docmd("AUTH", f"PLAIN {base64.b64encode(credentials).decode()}")[0]
         assert code != 235 and 500 <= code < 600
 
 
