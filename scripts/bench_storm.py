@@ -84,7 +84,7 @@ def storm(args, tls: ssl.SSLContext, login: str, stop: threading.Event, counts: 
                 client.starttls(context=tls)
                 client.ehlo("storm.example.net")
                 while not stop.is_set():
-                    code, _ = client.docmd("AUTH", f"PLAIN {wrong}")
+                    code = client.docmd("AUTH", f"PLAIN {wrong}")[0]
                     counts.append(code)
                     if code == 421 or code < 400:
                         break
@@ -103,7 +103,7 @@ def submission_rate(args, tls: ssl.SSLContext, login: str, password: str, recipi
             with smtplib.SMTP(args.host, args.submission, timeout=120) as client:
                 client.starttls(context=tls)
                 client.login(login, password)
-                for _ in range(count):
+                for number in range(count):
                     client.sendmail(login, [recipient], message(login, recipient))
         except (smtplib.SMTPException, OSError):
             refused.append(count)
@@ -128,22 +128,22 @@ def main() -> None:
     args = parser.parse_args()
 
     passwords = json.loads(open(args.passwords, encoding="utf-8").read())
-    (login, password), (recipient, _) = list(passwords.items())[:2]
+    (login, password), (recipient, recipient_password) = list(passwords.items())[:2]
     tls = ssl.create_default_context(cafile=args.ca)
     tls.check_hostname = False
     hashes = docker(args.container, "sh", "-c", "cut -d' ' -f2 /etc/smtpd/credentials | cut -c1-20")
     with Lab(args.container) as lab:
         print(f"bench_storm: {args.container}, clients from {lab.address}; fail2ban jails ignoring it for the "
               f"run: {', '.join(lab.jails) or 'none'}; hash settings: {' '.join(sorted(set(hashes.split())))}")
-        idle = [inbound_latency(args, recipient) for _ in range(args.probes)]
+        idle = [inbound_latency(args, recipient) for probe in range(args.probes)]
         stop, counts = threading.Event(), []
         threads = [threading.Thread(target=storm, args=(args, tls, login, stop, counts), daemon=True)
-                   for _ in range(args.clients)]
+                   for number in range(args.clients)]
         for thread in threads:
             thread.start()
         time.sleep(3)  # the storm at full strength before the first probe
         storm_start, counted = time.monotonic(), len(counts)
-        stormy = [inbound_latency(args, recipient) for _ in range(args.probes)]
+        stormy = [inbound_latency(args, recipient) for probe in range(args.probes)]
         attempts = (len(counts) - counted) / (time.monotonic() - storm_start)
         stop.set()
         for thread in threads:

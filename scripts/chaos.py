@@ -138,7 +138,7 @@ class Client:
 
     def session(self, tokens: list[str]) -> None:
         pending = list(tokens)
-        for _ in range(self.RETRIES):
+        for attempt in range(self.RETRIES):
             if not pending:
                 return
             try:
@@ -158,14 +158,14 @@ class Client:
     def send(self, client: smtplib.SMTP, token: str) -> None:
         """Send one message: returns once it is accepted; raises _Handed once the outcome is known otherwise;
         other exceptions when it was never handed over (safe to send again)."""
-        code, _ = client.mail(SENDER)
+        code = client.mail(SENDER)[0]
         if code != 250:
             raise smtplib.SMTPSenderRefused(code, b"", SENDER)
         for recipient in (LOCAL, OUTSIDE):
-            code, _ = client.rcpt(recipient)
+            code = client.rcpt(recipient)[0]
             if code != 250:
                 raise smtplib.SMTPRecipientsRefused({recipient: (code, b"")})
-        code, _ = client.docmd("DATA")
+        code = client.docmd("DATA")[0]
         if code != 354:
             raise smtplib.SMTPDataError(code, b"")
         try:
@@ -174,7 +174,7 @@ class Client:
             self.count("unconfirmed")  # may have reached the server whole
             raise _Handed from None
         try:
-            code, _ = client.getreply()
+            code = client.getreply()[0]
         except (smtplib.SMTPServerDisconnected, OSError):
             self.count("unconfirmed")
             raise _Handed from None
@@ -214,10 +214,10 @@ def local_copies(target: Target, run: str, hops: dict[str, list[str]]) -> Counte
     with imaplib.IMAP4_SSL(target.address, 993, ssl_context=target.tls, timeout=60) as imap:
         imap.login(LOCAL, target.passwords[LOCAL])
         imap.select("INBOX", readonly=True)
-        _, found = imap.search(None, "SUBJECT", f'"chaos {run}-"')
+        status, found = imap.search(None, "SUBJECT", f'"chaos {run}-"')
         numbers = found[0].split()
         if numbers:
-            _, data = imap.fetch(b",".join(numbers), "(BODY.PEEK[HEADER.FIELDS (SUBJECT RECEIVED)])")
+            status, data = imap.fetch(b",".join(numbers), "(BODY.PEEK[HEADER.FIELDS (SUBJECT RECEIVED)])")
             for part in data:
                 if isinstance(part, tuple):
                     token = email.message_from_bytes(part[1])["Subject"].split("chaos ", 1)[1].strip()
@@ -251,8 +251,8 @@ def outside_copies(target: Target, run: str, dnsfunc, seen: dict[str, tuple[str,
             token = parsed["Subject"].split("chaos ", 1)[1].strip()
             ids = " ".join(i.decode() for i in QUEUE_ID.findall(re.sub(rb"\r\n[ \t]+", b" ", raw)))
             seen[name] = (token, bool(parsed.get_all("DKIM-Signature")) and dkim.verify(raw, dnsfunc=dnsfunc), ids)
-    copies = Counter(token for token, _, _ in seen.values())
-    return copies, [token for token, valid, _ in seen.values() if not valid]
+    copies = Counter(token for token, valid, ids in seen.values())
+    return copies, [token for token, valid, ids in seen.values() if not valid]
 
 
 def dns_lookup(server: str):
@@ -291,7 +291,7 @@ def run(target: Target, messages: int = 200, clients: int = 10, max_per_session:
                 tokens = queue.pop(0)
             client.session(tokens)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=worker, daemon=True) for number in range(clients)]
     for thread in threads:
         thread.start()
     # The kills, while the messages flow: after about a fifth, two fifths and three fifths are handed over.
@@ -316,7 +316,7 @@ def run(target: Target, messages: int = 200, clients: int = 10, max_per_session:
         figures.hops = {}
         figures.local = local_copies(target, run_id, figures.hops)
         figures.outside, figures.unsigned = outside_copies(target, run_id, dnsfunc, seen)
-        for token, _, ids in seen.values():
+        for token, valid, ids in seen.values():
             figures.hops.setdefault(f"outside {token}", []).append(ids)
         now = (sum(figures.local.values()), sum(figures.outside.values()), bool(queued))
         complete = not queued and all(figures.local[t] and figures.outside[t] for t in accepted)
