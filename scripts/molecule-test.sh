@@ -3,7 +3,7 @@
 # is kept in .cache/molecule-<scenario>.log; when a scenario fails, what failed (tasks, tests) is printed last,
 # where the tail of a CI log shows it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 mkdir -p .cache
 for scenario in "$@"; do
   log=".cache/molecule-$scenario.log"
