@@ -6,6 +6,8 @@
 # Files not yet added to git are not tested. --venv: each sanity test runs in a virtual environment of its own
 # (cached in ~/.ansible/test/venv), with the Python version of the ansible-test found on PATH (the .venv's).
 # Arguments go to ansible-test (e.g. `scripts/sanity.sh --test pylint`). Output: .cache/sanity.log.
+# The shellcheck test needs shellcheck on the PATH (Debian package shellcheck); without it ansible-test skips it
+# with a warning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 copy=.cache/sanity/ansible_collections/opendove/mailserver
