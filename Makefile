@@ -31,6 +31,7 @@ images: engine
 
 lint: venv
 	ansible-lint --profile production
+	antsibull-changelog lint
 
 unit: venv
 	pytest -q tests/unit
