@@ -11,7 +11,7 @@ SCENARIOS ?= rspamd dkimproxy rotation
 
 help:
 	@echo "make demo   - a mail server for the example inventory in a local container (mx1.example.test)"
-	@echo "make test   - lint, unit tests and every Molecule scenario that can run here"
+	@echo "make test   - lint, unit tests, sanity and every Molecule scenario that can run here"
 	@echo "make sanity - ansible-test sanity (no Docker) on a copy of the tracked files"
 
 $(VENV)/.installed: requirements.txt
@@ -43,7 +43,7 @@ sanity: venv
 molecule: venv images
 	scripts/molecule-test.sh $(SCENARIOS)
 
-test: lint unit molecule
+test: lint unit sanity molecule
 
 demo: venv engine
 	scripts/debian-image.sh trixie
