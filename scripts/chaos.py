@@ -72,7 +72,7 @@ class Figures:
     local: Counter = field(default_factory=Counter)  # token -> copies in the local user's INBOX
     outside: Counter = field(default_factory=Counter)  # token -> copies at the outside world
     unsigned: list[str] = field(default_factory=list)  # outside copies without a valid DKIM signature
-    hops: dict[str, list[str]] = field(default_factory=dict)  # token -> each copy's queue ids, newest first
+    hops: dict[str, list[str]] = field(default_factory=dict)  # 'local|outside token' -> each copy's queue ids
 
     def counts(self, accepted: set[str], copies: Counter) -> dict[str, int]:
         return {"delivered once": sum(1 for t in accepted if copies[t] == 1),
@@ -239,7 +239,8 @@ print(json.dumps(found))
 """
 
 
-def outside_copies(target: Target, run: str, dnsfunc, seen: dict[str, tuple[str, bool]]) -> tuple[Counter, list[str]]:
+def outside_copies(target: Target, run: str, dnsfunc,
+                   seen: dict[str, tuple[str, bool, str]]) -> tuple[Counter, list[str]]:
     """token -> copies at the outside world, and the tokens of copies whose DKIM signature does not verify.
     seen: file name -> (token, signature valid, queue ids), kept between calls so that each copy is verified
     once."""
