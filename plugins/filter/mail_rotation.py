@@ -20,6 +20,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._srs import (
     SrsError,
     SrsSchedule,
     check_state,
+    new_secret,
     parse_conf,
     plan,
 )
@@ -89,7 +90,7 @@ def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl=None, rotate=False
                                    "host") from None
             else:
                 legacy[host] = parse_conf(text)
-        state, actions = plan(states, legacy, schedule, time.time(), lambda: secrets.token_urlsafe(36), rotate)
+        state, actions = plan(states, legacy, schedule, time.time(), lambda: new_secret(lambda: secrets.token_urlsafe(36)), rotate)
     except SrsError as exc:
         return {"state": None, "errors": [str(exc)], "summary": []}
     left = sorted(host for host, held in states.items() if held != state and host not in play_hosts)

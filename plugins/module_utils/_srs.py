@@ -67,6 +67,15 @@ def check_state(state: object, where: str) -> dict:
     return state
 
 
+def new_secret(token: Callable[[], str]) -> str:
+    """A new secret from token (secrets.token_urlsafe(36) in use) that smtpd's configuration parser reads as one
+    word: an unquoted value that starts with "-" is a syntax error there, and token_urlsafe makes one in 64."""
+    while True:
+        secret = token()
+        if not secret.startswith("-"):
+            return secret
+
+
 def parse_conf(text: str) -> list[str]:
     """The secrets of an srs.conf (`srs key X`, `srs key backup Y`) that opendove could have written, current
     first."""

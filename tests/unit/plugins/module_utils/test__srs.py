@@ -10,6 +10,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._srs import (
     SrsError,
     SrsSchedule,
     check_state,
+    new_secret,
     parse_conf,
     plan,
     schedule_errors,
@@ -140,3 +141,9 @@ def test_summary_never_shows_a_secret(maker):
                      "SRS: the secret of 2028-01-15 08:00 UTC signs until 2029-01-14 08:00 UTC; "
                      "the backup validates bounces until 2028-02-14 08:00 UTC"]
     assert not any("a" * 40 in line or "secret0" in line for line in lines)
+
+
+def test_a_new_secret_never_starts_with_a_dash():
+    """smtpd reads an unquoted `srs key -...` as a syntax error (checked with smtpd -n on Debian 13)."""
+    made = iter(["-" + "a" * 47, "--" + "b" * 46, "c" * 48])
+    assert new_secret(lambda: next(made)) == "c" * 48
