@@ -8,7 +8,7 @@ mkdir -p .cache
 for scenario in "$@"; do
   log=".cache/molecule-$scenario.log"
   junit=".cache/verify-$scenario.xml"
-  rm -f "$junit" .cache/chaos-"$scenario"-*.txt
+  rm -f "$junit" .cache/chaos-"$scenario"-*.txt .cache/journal-"$scenario"-*.txt
   echo "== molecule test -s $scenario ($(date -u +%T))"
   SECONDS=0
   molecule test -s "$scenario" 2>&1 | tee "$log"
@@ -19,6 +19,12 @@ for scenario in "$@"; do
   if [ "$status" -ne 0 ]; then
     echo "== what failed in scenario $scenario (the whole output: $log)"
     python scripts/molecule_failures.py "$log" "$junit"
+    # Kept by molecule/shared/cleanup.yml before the hosts were destroyed.
+    for journal in .cache/journal-"$scenario"-*.txt; do
+      [ -f "$journal" ] || continue
+      echo "== the end of $journal"
+      tail -n 60 "$journal"
+    done
     exit "$status"
   fi
 done

@@ -15,7 +15,7 @@ from pathlib import Path
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Molecule frames each line of a step's output with "│ " (and wraps long lines).
 FRAME = re.compile(r"^\s*│ ?")
-TASK = re.compile(r"^TASK \[(?P<name>.*?)\]")
+TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.*?)\]")
 FAILED_TASK = re.compile(r"^(fatal|failed): \[(?P<host>[^\]]+)\]")
 NEXT_ITEM = re.compile(r"^(TASK|PLAY|RUNNING HANDLER) \[|^(ok|changed|skipping|fatal|failed): \[")
 # "<scenario> ➜ <step>: Executing": the verify step's output is pytest's (its failures come from the report).

@@ -18,6 +18,9 @@ LOG = """\
 \x1b[2m│\x1b[0m fatal: [mx13]: FAILED! => changed=false
 \x1b[2m│\x1b[0m   msg: expected
 \x1b[2m│\x1b[0m ...ignoring
+\x1b[2m│\x1b[0m RUNNING HANDLER [opendove.mailserver.opensmtpd : Restart opensmtpd] ****
+\x1b[2m│\x1b[0m fatal: [mx13]: FAILED! => changed=false
+\x1b[2m│\x1b[0m   msg: Unable to start service opensmtpd
 INFO     mx ➜ verify: Executing
 \x1b[2m│\x1b[0m fatal: [mx12]: FAILED! => (a playbook a test expected to fail)
 INFO     mx ➜ destroy: Executing
@@ -48,6 +51,8 @@ def test_failed_task_and_failed_test_are_named_with_their_messages(tmp_path):
     out = summary(tmp_path, LOG, JUNIT)
     assert "task 'opendove.mailserver.opensmtpd : Install smtpd.conf' failed on mx12:" in out
     assert "msg: failed to validate" in out
+    assert "task 'opendove.mailserver.opensmtpd : Restart opensmtpd' failed on mx13:" in out
+    assert "msg: Unable to start service opensmtpd" in out
     assert "failure: tests.test_dkim::test_signer_down[mx12] (61.2 s)" in out
     assert "E   AssertionError: no message reached the outside world after 30 s" in out
 
