@@ -18,11 +18,11 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_rotation
 )
 from ansible_collections.opendove.mailserver.plugins.module_utils._srs import (
     SrsError,
-    SrsSchedule,
     check_state,
     new_secret,
     parse_conf,
     plan,
+    schedule_from,
 )
 from ansible_collections.opendove.mailserver.plugins.module_utils._srs import schedule_errors as srs_schedule_errors
 from ansible_collections.opendove.mailserver.plugins.module_utils._srs import summary as srs_summary
@@ -49,22 +49,10 @@ def mail_rotation_summary(result):
             for line in summary(domain, ring["active"], result.get("actions", {}).get(domain, []))]
 
 
-def _srs_schedule(rotation, srs_ttl) -> SrsSchedule:
-    rotation = rotation or {}
-    unknown = sorted(set(rotation) - {"interval", "grace"})
-    if unknown:
-        raise SrsError(f"unknown keys {', '.join(unknown)}")
-    durations = {**rotation, **({} if srs_ttl is None else {"address_ttl": srs_ttl})}
-    try:
-        return SrsSchedule(**{name: parse_duration(value) for name, value in durations.items()})
-    except KeyRingError as exc:
-        raise SrsError(str(exc)) from exc
-
-
 def mail_srs_rotation_errors(rotation, srs_ttl=None):
     """Why mail_srs_rotation (with opensmtpd_srs_ttl; None: its default) cannot make a safe SRS rotation; empty when it can."""
     try:
-        return [f"mail_srs_rotation: {error}" for error in srs_schedule_errors(_srs_schedule(rotation, srs_ttl))]
+        return [f"mail_srs_rotation: {error}" for error in srs_schedule_errors(schedule_from(rotation, srs_ttl))]
     except SrsError as exc:
         return [f"mail_srs_rotation: {exc}"]
 
@@ -73,7 +61,7 @@ def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl=None, rotate=False
     """The SRS secrets every MX host shares after this run, from a looped slurp of each host's state file and
     srs.conf (item: [host, path]): {state, errors, summary}. errors and summary never hold a secret."""
     try:
-        schedule = _srs_schedule(rotation, srs_ttl)
+        schedule = schedule_from(rotation, srs_ttl)
         states, legacy = {}, {}
         for result in read_results:
             host, path = result["item"]

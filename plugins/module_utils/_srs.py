@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-DAY = 86400
+from ansible_collections.opendove.mailserver.plugins.module_utils._schedule import (
+    DAY,
+    ScheduleError,
+    parse_duration,
+    seconds_errors,
+    when,
+)
+
 # The secret goes unquoted into smtpd.conf: letters, digits, - and _ only, and long enough to guess never.
 _SECRET = re.compile(r"[A-Za-z0-9_-]{32,}")
 
@@ -39,10 +45,7 @@ class SrsSchedule:
 
 def schedule_errors(schedule: SrsSchedule) -> list[str]:
     """Why these durations cannot make a safe SRS rotation; [] when they can."""
-    errors = [f"{field.name} {getattr(schedule, field.name)!r} is not a positive whole number of seconds"
-              for field in fields(schedule)
-              if isinstance(getattr(schedule, field.name), bool) or not isinstance(getattr(schedule, field.name), int)
-              or getattr(schedule, field.name) <= 0]
+    errors = seconds_errors(schedule, positive=True)
     if errors:
         return errors
     if schedule.grace < schedule.address_ttl:
@@ -52,6 +55,21 @@ def schedule_errors(schedule: SrsSchedule) -> list[str]:
         errors.append(f"interval ({schedule.interval} s) must be longer than grace ({schedule.grace} s): a second "
                       "rotation would push out a backup still in its grace period")
     return errors
+
+
+def schedule_from(rotation: Mapping[str, object] | None, srs_ttl: object = None) -> SrsSchedule:
+    """The schedule of mail_srs_rotation ({interval, grace}; None or {} for the defaults) and opensmtpd_srs_ttl
+    (None for OpenSMTPD's default), durations as parse_duration reads them; SrsError for an unknown key or a
+    duration that cannot be read. Whether the durations make a safe rotation is schedule_errors' question."""
+    rotation = rotation or {}
+    unknown = sorted(set(rotation) - {"interval", "grace"})
+    if unknown:
+        raise SrsError(f"unknown keys {', '.join(unknown)}")
+    durations = {**rotation, **({} if srs_ttl is None else {"address_ttl": srs_ttl})}
+    try:
+        return SrsSchedule(**{name: parse_duration(value) for name, value in durations.items()})
+    except ScheduleError as exc:
+        raise SrsError(str(exc)) from exc
 
 
 def check_state(state: object, where: str) -> dict:
@@ -132,10 +150,6 @@ def plan(states: Mapping[str, dict | None], legacy: Mapping[str, list[str]], sch
     return state, actions
 
 
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
-
-
 def summary(state: dict, actions: list[dict], schedule: SrsSchedule) -> list[str]:
     """What the SRS secrets are now, in lines without a secret."""
     lines = []
@@ -146,13 +160,13 @@ def summary(state: dict, actions: list[dict], schedule: SrsSchedule) -> list[str
             lines.append(f"SRS: {action['found']} secret(s) found in the hosts' srs.conf; {action['kept']} kept, "
                          "now shared by every MX host")
         elif action["action"] == "rotate":
-            lines.append(f"SRS: rotated; the previous secret validates bounces until {_when(action['backup_until'])}")
+            lines.append(f"SRS: rotated; the previous secret validates bounces until {when(action['backup_until'])}")
         elif action["action"] == "drop":
             lines.append("SRS: the backup secret is dropped (its grace period is over)")
         else:
             lines.append(f"SRS: {action['reason']}")
-    lines.append(f"SRS: the secret of {_when(state['current']['created'])} signs until "
-                 f"{_when(state['current']['created'] + schedule.interval)}"
-                 + (f"; the backup validates bounces until {_when(state['backup']['replaced'] + schedule.grace)}"
+    lines.append(f"SRS: the secret of {when(state['current']['created'])} signs until "
+                 f"{when(state['current']['created'] + schedule.interval)}"
+                 + (f"; the backup validates bounces until {when(state['backup']['replaced'] + schedule.grace)}"
                     if state["backup"] else ""))
     return lines
