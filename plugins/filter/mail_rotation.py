@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import KeyRingError
@@ -78,7 +77,7 @@ def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl=None, rotate=False
                                    "host") from None
             else:
                 legacy[host] = parse_conf(text)
-        state, actions = plan(states, legacy, schedule, time.time(), lambda: new_secret(lambda: secrets.token_urlsafe(36)), rotate)
+        state, actions = plan(states, legacy, schedule, time.time(), new_secret, rotate)
     except SrsError as exc:
         return {"state": None, "errors": [str(exc)], "summary": []}
     left = sorted(host for host, held in states.items() if held != state and host not in play_hosts)
