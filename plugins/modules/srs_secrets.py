@@ -46,7 +46,7 @@ options:
     type: list
     elements: dict
     required: true
-    options:
+    suboptions:
       item:
         description: The host and the path read, C([host, path]).
         type: list

@@ -168,7 +168,7 @@ def test_apply_makes_the_keys_then_a_second_run_changes_nothing(key_dir):
 
 
 def test_published_record_verifies_what_the_key_signs(key_dir):
-    _, result = run(key_dir, T0, req=request(ed25519=True))
+    result = run(key_dir, T0, req=request(ed25519=True))[1]
     publish = {k["selector"]: k["txt_value"] for k in result["domains"]["example.test"]["publish"]}
     message = b"From: a@example.test\r\nTo: b@elsewhere.test\r\nSubject: t\r\n\r\nbody\r\n"
     for key_type, active in result["domains"]["example.test"]["active"].items():
@@ -205,7 +205,7 @@ def test_a_retired_keys_leftover_file_is_deleted(key_dir):
     open(leftover, "w").close()
     [plan], result = run(key_dir, T0, check=True)
     assert plan.changes and result["created"] == [] and os.path.exists(leftover)
-    [plan], _ = run(key_dir, T0)
+    [plan] = run(key_dir, T0)[0]
     assert plan.changes and not os.path.exists(leftover)
     assert not run(key_dir, T0)[0][0].changes
 
@@ -235,7 +235,7 @@ def publish(fake_dns, result, selector, domain="example.test", value=None):
 
 def test_rotation_through_dns_from_creation_to_retirement(key_dir, fake_dns):
     dns = fake_dns.dns()
-    _, first = run(key_dir, T0)
+    first = run(key_dir, T0)[1]
     old = first["domains"]["example.test"]["active"]["rsa"]
     publish(fake_dns, first, old["selector"])
     [plan], nothing = run(key_dir, T0 + DAY, rotation=True, dns=dns)
@@ -288,14 +288,14 @@ def test_rotation_through_dns_from_creation_to_retirement(key_dir, fake_dns):
 
 def test_revocation_publishes_an_empty_key_before_the_record_goes(key_dir, fake_dns):
     req = request(revocation=DAY)
-    _, first = run(key_dir, T0, req=req)
+    first = run(key_dir, T0, req=req)[1]
     old = first["domains"]["example.test"]["active"]["rsa"]["selector"]
-    _, created = run(key_dir, T0 + 20 * DAY, req=req, rotation=True, dns=fake_dns.dns())
+    created = run(key_dir, T0 + 20 * DAY, req=req, rotation=True, dns=fake_dns.dns())[1]
     [new] = [c.split("/")[1] for c in created["created"]]
     publish(fake_dns, created, new)
     run(key_dir, T0 + 20 * DAY + 1, req=req, rotation=True, dns=fake_dns.dns())
     run(key_dir, T0 + 22 * DAY + 1, req=req, rotation=True, dns=fake_dns.dns())
-    _, revoked = run(key_dir, T0 + 27 * DAY + 1, req=req, rotation=True, dns=fake_dns.dns())
+    revoked = run(key_dir, T0 + 27 * DAY + 1, req=req, rotation=True, dns=fake_dns.dns())[1]
     assert [a["action"] for a in revoked["actions"]["example.test"]] == ["revoke"]
     assert {k["selector"]: k["txt_value"] for k in revoked["domains"]["example.test"]["publish"]}[old] == \
         "v=DKIM1; k=rsa; h=sha256; t=s; p="
@@ -305,10 +305,10 @@ def test_revocation_publishes_an_empty_key_before_the_record_goes(key_dir, fake_
 def test_unreachable_name_servers_mean_wait_never_go_ahead(key_dir):
     dns = FakeDns(authoritative=())  # the resolver fails: no server to ask
     run(key_dir, T0)
-    _, created = run(key_dir, T0 + 20 * DAY, rotation=True, dns=dns.dns())
+    created = run(key_dir, T0 + 20 * DAY, rotation=True, dns=dns.dns())[1]
     [new] = [c.split("/")[1] for c in created["created"]]
     for now in (T0 + 21 * DAY, T0 + 40 * DAY):
-        _, waiting = run(key_dir, now, rotation=True, dns=dns.dns())
+        waiting = run(key_dir, now, rotation=True, dns=dns.dns())[1]
         assert waiting["actions"]["example.test"][0]["status"] == "unreachable" and waiting["activated"] == []
     assert states(key_dir)[new] == "published"
 
@@ -358,5 +358,5 @@ def test_rotation_never_makes_a_first_key(key_dir, fake_dns):
 def test_the_time_of_the_last_check_alone_writes_nothing(key_dir, fake_dns):
     """rotate() records when it last ran; a run that changes nothing else must not rewrite the ring."""
     run(key_dir, T0)
-    [plan], _ = run(key_dir, T0 + DAY, rotation=True, dns=fake_dns.dns(), check=True)
+    [plan] = run(key_dir, T0 + DAY, rotation=True, dns=fake_dns.dns(), check=True)[0]
     assert plan.after.get("checked") == T0 + DAY and not plan.changes

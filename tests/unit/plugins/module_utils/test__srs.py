@@ -156,7 +156,7 @@ def test_a_new_secret_never_starts_with_a_dash():
 
 
 def test_new_secrets_are_long_random_and_fit_smtpd_conf():
-    made = {new_secret() for _ in range(20)}
+    made = {new_secret() for count in range(20)}
     assert len(made) == 20
     for secret in made:
         assert len(secret) == 48 and parse_conf(f"srs key {secret}\n") == [secret]

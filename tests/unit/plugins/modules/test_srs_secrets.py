@@ -37,7 +37,7 @@ def read(host: str, path: str, content: str | None = None, msg: str = "file not 
 
 def test_first_run_makes_one_secret_and_changes_nothing_itself():
     reads = [read(host, path) for host in ("mx1", "mx2") for path in (STATE_FILE, CONF)]
-    result, _ = run_module({"reads": reads, "play_hosts": ["mx1", "mx2"]})
+    result = run_module({"reads": reads, "play_hosts": ["mx1", "mx2"]})[0]
     assert result["changed"] is False and "failed" not in result, result.get("msg")
     assert len(result["state"]["current"]["secret"]) == 48 and result["state"]["backup"] is None
     assert result["actions"] == [{"action": "create"}]
@@ -48,7 +48,7 @@ def test_first_run_makes_one_secret_and_changes_nothing_itself():
 def test_check_mode_decides_the_same_way():
     reads = [read("mx1", STATE_FILE, json.dumps(HELD)), read("mx1", CONF, f"srs key {'a' * 48}\n")]
     args = {"reads": reads, "play_hosts": ["mx1"], "rotate": True, "rotation": {"interval": "5d", "grace": "4d"}}
-    predicted, _ = run_module(args, check=True)
+    predicted = run_module(args, check=True)[0]
     assert predicted["changed"] is False and predicted["actions"][0]["action"] == "rotate"
     assert predicted["state"]["backup"]["secret"] == "a" * 48 != predicted["state"]["current"]["secret"]
 
@@ -75,11 +75,11 @@ def test_a_host_left_behind_fails_with_its_name_and_no_secret():
 
 
 def test_an_unknown_schedule_key_is_refused():
-    result, _ = run_module({"reads": [], "play_hosts": [], "rotation": {"drop": "1d"}})
+    result = run_module({"reads": [], "play_hosts": [], "rotation": {"drop": "1d"}})[0]
     assert result.get("failed") is True and "rotation.drop" in result["msg"]
 
 
 def test_a_contradictory_schedule_is_refused():
-    result, _ = run_module({"reads": [], "play_hosts": [], "rotation": {"grace": "2d"}, "srs_ttl": "4d"})
+    result = run_module({"reads": [], "play_hosts": [], "rotation": {"grace": "2d"}, "srs_ttl": "4d"})[0]
     assert result.get("failed") is True
     assert "grace (172800 s) is shorter than the SRS address lifetime" in result["msg"]
