@@ -1,13 +1,9 @@
 # Copyright (c) opendove.mailserver contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Jinja filters for key rotation; the logic lives in module_utils/_dkim_rotation.py and _srs.py."""
+"""Jinja filters for key rotation; the logic lives in module_utils/_dkim_rotation.py and _srs.py. They
+compute only: the SRS secrets are made and rotated by the srs_secrets module, not here."""
 
 from __future__ import annotations
-
-import base64
-import json
-import secrets
-import time
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import KeyRingError
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_rotation import (
@@ -16,16 +12,8 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_rotation
     schedule_errors,
     summary,
 )
-from ansible_collections.opendove.mailserver.plugins.module_utils._srs import (
-    SrsError,
-    SrsSchedule,
-    check_state,
-    new_secret,
-    parse_conf,
-    plan,
-)
+from ansible_collections.opendove.mailserver.plugins.module_utils._srs import SrsError, schedule_from
 from ansible_collections.opendove.mailserver.plugins.module_utils._srs import schedule_errors as srs_schedule_errors
-from ansible_collections.opendove.mailserver.plugins.module_utils._srs import summary as srs_summary
 
 _DURATIONS = ("interval", "lead", "grace", "revocation", "record_ttl", "queue_lifetime")
 
@@ -49,54 +37,12 @@ def mail_rotation_summary(result):
             for line in summary(domain, ring["active"], result.get("actions", {}).get(domain, []))]
 
 
-def _srs_schedule(rotation, srs_ttl) -> SrsSchedule:
-    rotation = rotation or {}
-    unknown = sorted(set(rotation) - {"interval", "grace"})
-    if unknown:
-        raise SrsError(f"unknown keys {', '.join(unknown)}")
-    durations = {**rotation, **({} if srs_ttl is None else {"address_ttl": srs_ttl})}
-    try:
-        return SrsSchedule(**{name: parse_duration(value) for name, value in durations.items()})
-    except KeyRingError as exc:
-        raise SrsError(str(exc)) from exc
-
-
 def mail_srs_rotation_errors(rotation, srs_ttl=None):
     """Why mail_srs_rotation (with opensmtpd_srs_ttl; None: its default) cannot make a safe SRS rotation; empty when it can."""
     try:
-        return [f"mail_srs_rotation: {error}" for error in srs_schedule_errors(_srs_schedule(rotation, srs_ttl))]
+        return [f"mail_srs_rotation: {error}" for error in srs_schedule_errors(schedule_from(rotation, srs_ttl))]
     except SrsError as exc:
         return [f"mail_srs_rotation: {exc}"]
-
-
-def mail_srs_plan(read_results, play_hosts, rotation, srs_ttl=None, rotate=False):
-    """The SRS secrets every MX host shares after this run, from a looped slurp of each host's state file and
-    srs.conf (item: [host, path]): {state, errors, summary}. errors and summary never hold a secret."""
-    try:
-        schedule = _srs_schedule(rotation, srs_ttl)
-        states, legacy = {}, {}
-        for result in read_results:
-            host, path = result["item"]
-            if "content" not in result:
-                if "not found" not in str(result.get("msg", "")):
-                    raise SrsError(f"{host}: cannot read {path}: {result.get('msg')}")
-                continue
-            text = base64.b64decode(result["content"]).decode("utf-8", "replace")
-            if path.endswith(".json"):
-                try:
-                    states[host] = check_state(json.loads(text), f"{host}: {path}")
-                except ValueError:
-                    raise SrsError(f"{host}: {path} is not JSON; restore it from a backup or from another MX "
-                                   "host") from None
-            else:
-                legacy[host] = parse_conf(text)
-        state, actions = plan(states, legacy, schedule, time.time(), lambda: new_secret(lambda: secrets.token_urlsafe(36)), rotate)
-    except SrsError as exc:
-        return {"state": None, "errors": [str(exc)], "summary": []}
-    left = sorted(host for host, held in states.items() if held != state and host not in play_hosts)
-    errors = [f"SRS secrets are shared by every MX host, and {', '.join(left)} (not in this run) would keep "
-              "others: run without --limit"] if left else []
-    return {"state": state, "errors": errors, "summary": srs_summary(state, actions, schedule)}
 
 
 class FilterModule:
@@ -104,4 +50,4 @@ class FilterModule:
 
     def filters(self):
         return {"mail_dkim_rotation_errors": mail_dkim_rotation_errors, "mail_rotation_summary": mail_rotation_summary,
-                "mail_srs_rotation_errors": mail_srs_rotation_errors, "mail_srs_plan": mail_srs_plan}
+                "mail_srs_rotation_errors": mail_srs_rotation_errors}

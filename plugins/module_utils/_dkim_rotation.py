@@ -19,10 +19,8 @@ backwards.
 from __future__ import annotations
 
 import copy
-import re
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import (
     KeyRingError,
@@ -30,8 +28,14 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring 
     check_ring,
     selector_for,
 )
+from ansible_collections.opendove.mailserver.plugins.module_utils._schedule import (
+    DAY,
+    ScheduleError,
+    seconds_errors,
+    when,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils._schedule import parse_duration as _parse_duration
 
-DAY = 86400
 VISIBLE = "visible"
 # What a DNS check of one record can answer; only VISIBLE lets a key go ahead.
 DNS_STATUSES = (VISIBLE, "absent", "mismatch", "unreachable", "timeout")
@@ -53,11 +57,7 @@ class Schedule:
 
 def schedule_errors(schedule: Schedule) -> list[str]:
     """Why these durations cannot make a safe rotation; [] when they can."""
-    errors = []
-    for field in fields(schedule):
-        value = getattr(schedule, field.name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            errors.append(f"{field.name} {value!r} is not a whole number of seconds")
+    errors = seconds_errors(schedule)
     if errors:
         return errors
     for name in ("interval", "lead", "grace"):
@@ -205,24 +205,12 @@ class _Run:
             self.act("retire", key)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
-
-
 def parse_duration(value: object) -> int:
-    """Seconds from an int or a string such as "3600", "72h", "1w", "1d12h"."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text.isdigit():
-        return int(text)
-    parts = re.findall(r"(\d+)\s*([smhdw])", text)
-    if not parts or re.sub(r"\s", "", text) != "".join(number + unit for number, unit in parts):
-        raise KeyRingError(f"duration {value!r} is not seconds or <number><s|m|h|d|w>, such as 72h or 1w")
-    return sum(int(number) * _UNITS[unit] for number, unit in parts)
-
-
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+    """Seconds from an int or a string such as "3600", "72h", "1w", "1d12h"; KeyRingError when it is neither."""
+    try:
+        return _parse_duration(value)
+    except ScheduleError as exc:
+        raise KeyRingError(str(exc)) from exc
 
 
 # What each action means to the operator; {what} is "<domain>: <selector> (<key type>)".
@@ -247,7 +235,7 @@ def summary(domain: str, active: Mapping[str, Mapping], actions: list[dict]) -> 
     for action in actions:
         what = f"{domain}: {action.get('selector')} ({action.get('key_type')})"
         if action["action"] == "wait" and action["activates_at"] is not None:
-            lines.append(f"{what} is visible in DNS; it signs from {_when(action['activates_at'])} on")
+            lines.append(f"{what} is visible in DNS; it signs from {when(action['activates_at'])} on")
         elif _SUMMARY[action["action"]]:
             lines.append(_SUMMARY[action["action"]].format(what=what, **action))
     return lines

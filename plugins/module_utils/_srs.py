@@ -1,7 +1,7 @@
 # Copyright (c) opendove.mailserver contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """SRS secrets shared by every MX host of a deployment, and their rotation. Pure: the clock and the maker of
-new secrets are passed in (unit tests inject both).
+new secrets are passed in (unit tests inject both; the srs_secrets module passes time.time and new_secret).
 
 OpenSMTPD signs new SRS addresses with `srs key` and accepts bounces to addresses signed with `srs key` or
 `srs key backup`. A bounce may come back to any MX host, so every host holds the same two secrets. The state
@@ -13,13 +13,23 @@ after its grace period, which is never shorter than the lifetime of an SRS addre
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import json
 import re
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from secrets import token_urlsafe
 
-DAY = 86400
+from ansible_collections.opendove.mailserver.plugins.module_utils._schedule import (
+    DAY,
+    ScheduleError,
+    parse_duration,
+    seconds_errors,
+    when,
+)
+
 # The secret goes unquoted into smtpd.conf: letters, digits, - and _ only, and long enough to guess never.
 _SECRET = re.compile(r"[A-Za-z0-9_-]{32,}")
 
@@ -39,10 +49,7 @@ class SrsSchedule:
 
 def schedule_errors(schedule: SrsSchedule) -> list[str]:
     """Why these durations cannot make a safe SRS rotation; [] when they can."""
-    errors = [f"{field.name} {getattr(schedule, field.name)!r} is not a positive whole number of seconds"
-              for field in fields(schedule)
-              if isinstance(getattr(schedule, field.name), bool) or not isinstance(getattr(schedule, field.name), int)
-              or getattr(schedule, field.name) <= 0]
+    errors = seconds_errors(schedule, positive=True)
     if errors:
         return errors
     if schedule.grace < schedule.address_ttl:
@@ -52,6 +59,21 @@ def schedule_errors(schedule: SrsSchedule) -> list[str]:
         errors.append(f"interval ({schedule.interval} s) must be longer than grace ({schedule.grace} s): a second "
                       "rotation would push out a backup still in its grace period")
     return errors
+
+
+def schedule_from(rotation: Mapping[str, object] | None, srs_ttl: object = None) -> SrsSchedule:
+    """The schedule of mail_srs_rotation ({interval, grace}; None or {} for the defaults) and opensmtpd_srs_ttl
+    (None for OpenSMTPD's default), durations as parse_duration reads them; SrsError for an unknown key or a
+    duration that cannot be read. Whether the durations make a safe rotation is schedule_errors' question."""
+    rotation = rotation or {}
+    unknown = sorted(set(rotation) - {"interval", "grace"})
+    if unknown:
+        raise SrsError(f"unknown keys {', '.join(unknown)}")
+    durations = {**rotation, **({} if srs_ttl is None else {"address_ttl": srs_ttl})}
+    try:
+        return SrsSchedule(**{name: parse_duration(value) for name, value in durations.items()})
+    except ScheduleError as exc:
+        raise SrsError(str(exc)) from exc
 
 
 def check_state(state: object, where: str) -> dict:
@@ -67,8 +89,8 @@ def check_state(state: object, where: str) -> dict:
     return state
 
 
-def new_secret(token: Callable[[], str]) -> str:
-    """A new secret from token (secrets.token_urlsafe(36) in use) that smtpd's configuration parser reads as one
+def new_secret(token: Callable[[], str] = lambda: token_urlsafe(36)) -> str:
+    """A new secret: 48 random URL-safe characters (288 bits) from token, which smtpd.conf takes unquoted, as one
     word: an unquoted value that starts with "-" is a syntax error there, and token_urlsafe makes one in 64."""
     while True:
         secret = token()
@@ -132,8 +154,51 @@ def plan(states: Mapping[str, dict | None], legacy: Mapping[str, list[str]], sch
     return state, actions
 
 
-def _when(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+def read_hosts(reads: Iterable[Mapping]) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """What each MX host holds, from reads of its state file (a path ending in .json) and its srs.conf, each
+    {item: [host, path], content: the file in base64 (None: not read), msg: why it was not read}, as a looped
+    ansible.builtin.slurp returns them: (host -> checked state, host -> the secrets of its srs.conf). A file
+    not found is a host without it; any other failure to read it, or a state file that is not JSON or not
+    what opendove writes, is an SrsError naming the host and the file, never a secret."""
+    states: dict[str, dict] = {}
+    legacy: dict[str, list[str]] = {}
+    for read in reads:
+        try:
+            host, path = read["item"]
+        except (KeyError, TypeError, ValueError):
+            raise SrsError(f"a read names no [host, path] item: {read.get('item')!r}") from None
+        if read.get("content") is None:
+            if "not found" not in str(read.get("msg")):
+                raise SrsError(f"{host}: cannot read {path}: {read.get('msg')}")
+            continue
+        try:
+            text = base64.b64decode(read["content"], validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            raise SrsError(f"{host}: what was read of {path} is not base64") from None
+        if path.endswith(".json"):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                raise SrsError(f"{host}: {path} is not JSON; restore it from a backup or from another MX "
+                               "host") from None
+            states[host] = check_state(data, f"{host}: {path}")
+        else:
+            legacy[host] = parse_conf(text)
+    return states, legacy
+
+
+def shared_plan(reads: Iterable[Mapping], play_hosts: Collection[str], schedule: SrsSchedule, now: float,
+                make_secret: Callable[[], str], rotate: bool) -> tuple[dict, list[dict]]:
+    """The state every MX host holds after this run, and what the run did (plan), from the reads of every MX
+    host's files (read_hosts). A host outside this run (play_hosts: --limit) that would keep other secrets
+    than the others is an SrsError: the hosts would no longer share them."""
+    states, legacy = read_hosts(reads)
+    state, actions = plan(states, legacy, schedule, now, make_secret, rotate)
+    left = sorted(host for host, held in states.items() if held != state and host not in play_hosts)
+    if left:
+        raise SrsError(f"SRS secrets are shared by every MX host, and {', '.join(left)} (not in this run) would "
+                       "keep others: run without --limit")
+    return state, actions
 
 
 def summary(state: dict, actions: list[dict], schedule: SrsSchedule) -> list[str]:
@@ -146,13 +211,13 @@ def summary(state: dict, actions: list[dict], schedule: SrsSchedule) -> list[str
             lines.append(f"SRS: {action['found']} secret(s) found in the hosts' srs.conf; {action['kept']} kept, "
                          "now shared by every MX host")
         elif action["action"] == "rotate":
-            lines.append(f"SRS: rotated; the previous secret validates bounces until {_when(action['backup_until'])}")
+            lines.append(f"SRS: rotated; the previous secret validates bounces until {when(action['backup_until'])}")
         elif action["action"] == "drop":
             lines.append("SRS: the backup secret is dropped (its grace period is over)")
         else:
             lines.append(f"SRS: {action['reason']}")
-    lines.append(f"SRS: the secret of {_when(state['current']['created'])} signs until "
-                 f"{_when(state['current']['created'] + schedule.interval)}"
-                 + (f"; the backup validates bounces until {_when(state['backup']['replaced'] + schedule.grace)}"
+    lines.append(f"SRS: the secret of {when(state['current']['created'])} signs until "
+                 f"{when(state['current']['created'] + schedule.interval)}"
+                 + (f"; the backup validates bounces until {when(state['backup']['replaced'] + schedule.grace)}"
                     if state["backup"] else ""))
     return lines

@@ -178,6 +178,7 @@ activated:
   elements: str
 """
 
+import dataclasses
 import grp
 import os
 import pwd
@@ -187,125 +188,21 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keyring import (
     CRYPTOGRAPHY_IMPORT_ERROR,
-    KEYLESS_STATES,
     KeyRingError,
-    check_key_request,
-    check_ring,
-    generate_private_key,
-    key_file_name,
-    key_files_of,
-    new_ring,
-    plan_initial_keys,
-    public_key_b64,
-    published_keys,
-    with_keys,
 )
-from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_rotation import (
-    Schedule,
-    parse_duration,
-    rotate,
-    schedule_errors,
+from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keys import (
+    apply,
+    key_dir_problem,
+    key_request,
+    make_key_dir,
+    managed_paths,
+    plan,
+    query,
+    report,
 )
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_check import (
-    DNSPYTHON_IMPORT_ERROR,
-    authoritative_servers,
-    record_status,
-)
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
-    DnsRecordError,
-    check_selector,
-    dkim_txt_value,
-)
-from ansible_collections.opendove.mailserver.plugins.module_utils._state_file import (
-    StateFileError,
-    load_json,
-    save_json,
-    write_atomic,
-)
-
-
-def _load_ring(key_dir: str, domain: str) -> dict:
-    ring = load_json(os.path.join(key_dir, f"{domain}.json"))
-    if ring is None:
-        orphans = [os.path.join(key_dir, name)
-                   for name in key_files_of(domain, os.listdir(key_dir) if os.path.isdir(key_dir) else [])]
-        if orphans:
-            raise KeyRingError(f"{domain}: key files exist ({', '.join(orphans)}) but the key ring state "
-                               f"{domain}.json is missing; restore it rather than making new keys")
-        return new_ring(domain)
-    return check_ring(ring, domain)
-
-
-def _complete(ring: dict, key_dir: str, mode: int, uid: int, gid: int) -> dict:
-    """Generate the private key of every entry that has no public key yet (new, or interrupted before)."""
-    for key in ring["keys"]:
-        if key["state"] not in KEYLESS_STATES and not key.get("public_key"):
-            pem = generate_private_key(key["key_type"], key.get("bits"))
-            write_atomic(os.path.join(key_dir, key_file_name(ring["domain"], key["selector"])), pem, mode, uid, gid)
-            key["public_key"] = public_key_b64(pem)
-    return ring
-
-
-def _summary(ring: dict, key_dir: str) -> dict:
-    return {
-        "active": {k["key_type"]: {"selector": k["selector"],
-                                   "key_file": os.path.join(key_dir, key_file_name(ring["domain"], k["selector"]))}
-                   for k in ring["keys"] if k["state"] == "active"},
-        "publish": [dict(k, txt_value=None if k["public_key"] is None else dkim_txt_value(k["key_type"], k["public_key"]))
-                    for k in published_keys(ring)],
-    }
-
-
-def _name_servers(domain: str, nameservers: list[str]) -> list[str]:
-    """The servers to ask about the domain's records: the ones listed, else its authoritative servers."""
-    try:
-        return nameservers or authoritative_servers(domain)
-    except Exception:  # noqa: BLE001 - any resolver failure means "cannot tell yet", never "go ahead"
-        return []
-
-
-def _dns_statuses(ring: dict, servers: list[str]) -> dict[str, str]:
-    """selector -> DNS status of the record of every key waiting to be activated (made, not yet signing)."""
-    return {k["selector"]: record_status(f"{k['selector']}._domainkey.{ring['domain']}",
-                                         dkim_txt_value(k["key_type"], k["public_key"]), servers)
-            for k in ring["keys"] if k["state"] == "published" and k.get("public_key")}
-
-
-def _check_new_selectors(ring: dict, updated: dict, servers: list[str]) -> None:
-    """A new selector whose name already holds a TXT record belongs to someone else (another host, another
-    service): its own record could never be published there, so the rotation stops before making a key."""
-    known = {k["selector"] for k in ring["keys"]}
-    for key in updated["keys"]:
-        name = f"{key['selector']}._domainkey.{ring['domain']}"
-        if key["selector"] not in known and record_status(name, "", servers) == "mismatch":
-            raise KeyRingError(f"{ring['domain']}: the new selector {key['selector']} is already published in DNS "
-                               f"({name} has a TXT record that is not this ring's): remove that record or give "
-                               "this host another selector_tag; nothing changed")
-
-
-def _without_check_time(ring: dict) -> dict:
-    return {key: value for key, value in ring.items() if key != "checked"}
-
-
-def _apply(ring: dict, key_dir: str, mode: int, uid: int, gid: int) -> dict:
-    """Write a ring that changed, make its new keys and delete the keys it no longer holds, in an order that
-    a killed run leaves something the next run completes: the state first (new selectors without keys are
-    completed, keyless states lose their files), then the key files, then the state with the public keys."""
-    state_file = os.path.join(key_dir, f"{ring['domain']}.json")
-    save_json(state_file, ring, mode, uid, gid)
-    ring = _complete(ring, key_dir, mode, uid, gid)
-    save_json(state_file, ring, mode, uid, gid)
-    for key in ring["keys"]:
-        path = os.path.join(key_dir, key_file_name(ring["domain"], key["selector"]))
-        if key["state"] in KEYLESS_STATES and os.path.exists(path):
-            os.unlink(path)
-    return ring
-
-
-def _stale_files(ring: dict, key_dir: str) -> bool:
-    """Key files a keyless key still has (a run killed before it deleted them)."""
-    return any(os.path.exists(os.path.join(key_dir, key_file_name(ring["domain"], k["selector"])))
-               for k in ring["keys"] if k["state"] in KEYLESS_STATES)
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_check import DNSPYTHON_IMPORT_ERROR
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import DnsRecordError
+from ansible_collections.opendove.mailserver.plugins.module_utils._state_file import StateFileError
 
 
 def main() -> None:
@@ -346,87 +243,48 @@ def main() -> None:
         mode = int(params["mode"], 8)
     except (KeyError, ValueError) as exc:
         module.fail_json(msg=f"owner, group or mode is invalid: {exc}")
-    wanted = {"rsa": params["rsa_bits"], **({"ed25519": None} if params["ed25519"] else {})}
     try:
-        for key_type, bits in wanted.items():
-            check_key_request(key_type, bits)
-        if params["selector_tag"]:
-            check_selector(params["selector_tag"])
-        schedule = Schedule(**{name: parse_duration(value) for name, value in params["rotation"].items()
-                               if name != "nameservers"})
+        request = key_request(params["rsa_bits"], params["ed25519"], params["selector_tag"], params["rotation"])
     except (KeyRingError, DnsRecordError) as exc:
         module.fail_json(msg=str(exc))
-    if schedule_errors(schedule):
-        module.fail_json(msg=f"rotation: {'; '.join(schedule_errors(schedule))}")
     if params["state"] == "query":
         try:
-            rings = {domain: _summary(_load_ring(key_dir, domain), key_dir) for domain in params["domains"]}
+            rings = query(key_dir, params["domains"])
         except (KeyRingError, StateFileError) as exc:
             module.fail_json(msg=str(exc))
         module.exit_json(changed=False, domains=rings, created=[], actions={}, activated=[])
+
     changed = False
-    if os.path.exists(key_dir) and not os.path.isdir(key_dir):
-        module.fail_json(msg=f"key_dir {key_dir} is not a directory")
+    if key_dir_problem(key_dir):
+        module.fail_json(msg=key_dir_problem(key_dir))
     if not os.path.isdir(key_dir):
         changed = True
         if not module.check_mode:
-            os.makedirs(os.path.dirname(key_dir), mode=0o755, exist_ok=True)
-            os.mkdir(key_dir, 0o750)
+            make_key_dir(key_dir)
     if os.path.isdir(key_dir):
         changed = module.set_fs_attributes_if_different(
             {"path": key_dir, "owner": "root", "group": params["group"], "mode": "0750",
              "attributes": None, "secontext": [None, None, None]}, changed)
-
-    # Every ring's next state is decided before anything is written: an error in one domain changes nothing.
-    now = time.time()
-    plans, actions = [], {}
     try:
-        for domain in params["domains"]:
-            ring = _load_ring(key_dir, domain)
-            if params["state"] == "rotate":
-                # DNS is asked only when a key waits for its record or a new selector is made.
-                asks = any(k["state"] == "published" and k.get("public_key") for k in ring["keys"])
-                servers = _name_servers(domain, params["rotation"]["nameservers"]) if asks else []
-                updated, actions[domain] = rotate(ring, wanted, schedule, now, _dns_statuses(ring, servers),
-                                                  params["selector_tag"])
-                if len(updated["keys"]) > len(ring["keys"]):
-                    _check_new_selectors(ring, updated, servers or _name_servers(domain, params["rotation"]["nameservers"]))
-            else:
-                updated = with_keys(ring, [dict(k, public_key=None) for k in
-                                           plan_initial_keys(ring, wanted, now, params["selector_tag"])])
-            plans.append((ring, updated))
+        plans = plan(key_dir, params["domains"], request, time.time(), rotation=params["state"] == "rotate")
     except (KeyRingError, StateFileError) as exc:
         module.fail_json(msg=str(exc))
 
-    created, activated, results = [], [], {}
-    diff = {"before": {}, "after": {}}
-    for ring, updated in plans:
-        domain = ring["domain"]
-        diff["before"][domain] = {k["selector"]: k["state"] for k in ring["keys"]}
-        known = {k["selector"] for k in ring["keys"]}
-        created += [f"{domain}/{k['selector']}" for k in updated["keys"]
-                    if k["state"] not in KEYLESS_STATES and not k.get("public_key")]
-        activated += [f"{domain}/{k['selector']}" for k in updated["keys"] if k["state"] == "active" and
-                      (k["selector"] not in known or diff["before"][domain][k["selector"]] != "active")]
-        if (_without_check_time(updated) != _without_check_time(ring) or _stale_files(updated, key_dir)
-                or any(k["state"] not in KEYLESS_STATES and not k.get("public_key") for k in updated["keys"])):
+    for index, ring_plan in enumerate(plans):
+        if ring_plan.changes:
             changed = True
             if not module.check_mode:
-                updated = _apply(updated, key_dir, mode, uid, gid)
-        diff["after"][domain] = {k["selector"]: k["state"] for k in updated["keys"]}
-        results[domain] = _summary(updated, key_dir)
-        for path in [os.path.join(key_dir, f"{domain}.json")] + [
-                os.path.join(key_dir, key_file_name(domain, k["selector"])) for k in updated["keys"]
-                if k["state"] not in KEYLESS_STATES]:
+                plans[index] = ring_plan = dataclasses.replace(
+                    ring_plan, after=apply(ring_plan.after, key_dir, mode, uid, gid))
+        for path in managed_paths(ring_plan.after, key_dir):
             if os.path.exists(path):
                 changed = module.set_fs_attributes_if_different(
                     {"path": path, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
                      "attributes": None, "secontext": [None, None, None]}, changed)
             elif not module.check_mode:
-                module.fail_json(msg=f"{domain}: {path} is missing although the key ring lists it")
+                module.fail_json(msg=f"{ring_plan.domain}: {path} is missing although the key ring lists it")
 
-    module.exit_json(changed=changed, domains=results, created=created, actions=actions, activated=activated,
-                     diff=diff)
+    module.exit_json(changed=changed, **report(plans, key_dir))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The rotation filters: schedule validation for site.yml and the summary rotate_keys.yml prints."""
+"""The rotation filters: schedule validation for site.yml and the summary rotate_keys.yml prints (the SRS plan
+is the srs_secrets module's: tests/unit/plugins/module_utils/test__srs.py)."""
 
 import os
 import subprocess
@@ -42,12 +43,6 @@ def test_summary_says_what_to_publish_and_when():
     ]
 
 
-def _read(host, path, content=None, msg="file not found: x"):
-    import base64
-    return ({"item": [host, path], "content": base64.b64encode(content.encode()).decode()} if content is not None
-            else {"item": [host, path], "msg": msg})
-
-
 @pytest.mark.parametrize("rotation, ttl, message", [
     ({}, "4d", None), ({"interval": "2y"}, "4d", "duration '2y'"),
     ({"grace": "3d"}, "4d", "shorter than the SRS address lifetime"), ({"grace": "10d"}, "2w", "shorter than"),
@@ -57,33 +52,6 @@ def _read(host, path, content=None, msg="file not found: x"):
 def test_srs_rotation_errors(rotation, ttl, message):
     errors = FILTERS["mail_srs_rotation_errors"](rotation, ttl)
     assert (errors == []) if message is None else any(message in e for e in errors), errors
-
-
-def test_srs_plan_spreads_one_new_secret():
-    reads = [_read(h, p) for h in ("mx1", "mx2") for p in ("/var/lib/opendove/srs.json", "/etc/smtpd/srs.conf")]
-    result = FILTERS["mail_srs_plan"](reads, ["mx1", "mx2"], {}, "4d")
-    assert result["errors"] == [] and len(result["state"]["current"]["secret"]) == 48
-    assert result["summary"][0] == "SRS: a new secret is shared by every MX host"
-    assert result["state"]["current"]["secret"] not in " ".join(result["summary"])
-
-
-def test_srs_plan_refuses_to_leave_a_host_outside_the_run_behind():
-    import json
-    held = {"current": {"secret": "a" * 40, "created": 1}, "backup": None}
-    reads = [_read("mx1", "/s/srs.json", json.dumps(held)), _read("mx2", "/s/srs.json", json.dumps(held))]
-    result = FILTERS["mail_srs_plan"](reads, ["mx1"], {}, "4d", rotate=True)
-    assert result["errors"] == ["SRS secrets are shared by every MX host, and mx2 (not in this run) would keep "
-                                "others: run without --limit"]
-    assert FILTERS["mail_srs_plan"](reads, ["mx1"], {}, "4d", rotate=False)["errors"] == []
-
-
-@pytest.mark.parametrize("read, message", [
-    (_read("mx1", "/s/srs.json", "{not json"), "mx1: /s/srs.json is not JSON"),
-    (_read("mx1", "/s/srs.json", msg="Permission denied"), "mx1: cannot read /s/srs.json: Permission denied"),
-])
-def test_srs_plan_unreadable_state(read, message):
-    result = FILTERS["mail_srs_plan"]([read], ["mx1"], {}, "4d")
-    assert result["state"] is None and result["errors"][0].startswith(message), result
 
 
 def test_the_filters_need_neither_cryptography_nor_dnspython(tmp_path):

@@ -1,7 +1,10 @@
 """SRS secrets shared by every MX host: made once, adopted from older per-host files, the newest state spread,
-rotated on schedule (current -> backup), the backup dropped after its grace; injected clock and secret maker."""
+rotated on schedule (current -> backup), the backup dropped after its grace; what the srs_secrets module
+decides from the hosts' files. Injected clock and secret maker."""
 
+import base64
 import itertools
+import json
 
 import pytest
 
@@ -13,7 +16,10 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._srs import (
     new_secret,
     parse_conf,
     plan,
+    read_hosts,
     schedule_errors,
+    schedule_from,
+    shared_plan,
     summary,
 )
 
@@ -147,3 +153,92 @@ def test_a_new_secret_never_starts_with_a_dash():
     """smtpd reads an unquoted `srs key -...` as a syntax error (checked with smtpd -n on Debian 13)."""
     made = iter(["-" + "a" * 47, "--" + "b" * 46, "c" * 48])
     assert new_secret(lambda: next(made)) == "c" * 48
+
+
+def test_new_secrets_are_long_random_and_fit_smtpd_conf():
+    made = {new_secret() for count in range(20)}
+    assert len(made) == 20
+    for secret in made:
+        assert len(secret) == 48 and parse_conf(f"srs key {secret}\n") == [secret]
+        check_state({"current": {"secret": secret, "created": T0}, "backup": None}, "h1")
+
+
+@pytest.mark.parametrize("rotation, ttl, expected", [
+    ({}, None, SrsSchedule()), (None, None, SrsSchedule()),
+    ({"interval": "52w", "grace": "10d"}, "5d", SrsSchedule(interval=364 * DAY, grace=10 * DAY, address_ttl=5 * DAY)),
+    ({"interval": 400 * DAY}, 3600, SrsSchedule(interval=400 * DAY, address_ttl=3600)),
+])
+def test_schedule_from_the_inventory(rotation, ttl, expected):
+    assert schedule_from(rotation, ttl) == expected
+
+
+@pytest.mark.parametrize("rotation, ttl, message", [
+    ({"drop": "1d"}, None, "unknown keys drop"), ({"interval": "2y"}, None, "duration '2y'"),
+    ({}, "soon", "duration 'soon'"),
+])
+def test_schedule_from_refuses_what_it_cannot_read(rotation, ttl, message):
+    with pytest.raises(SrsError, match=message):
+        schedule_from(rotation, ttl)
+
+
+STATE_FILE = "/var/lib/opendove/srs.json"
+CONF = "/etc/smtpd/srs.conf"
+
+
+def read(host, path, content=None, msg="file not found: x"):
+    """One element of the module's reads, as the role reduces a slurp result."""
+    if content is None:
+        return {"item": [host, path], "content": None, "msg": msg}
+    return {"item": [host, path], "content": base64.b64encode(content.encode()).decode(), "msg": None}
+
+
+def reads_of(held: dict) -> list[dict]:
+    """host -> (state or None, srs.conf text or None): the reads of every host's two files."""
+    return [r for host, (state_, conf) in held.items()
+            for r in (read(host, STATE_FILE, None if state_ is None else json.dumps(state_)), read(host, CONF, conf))]
+
+
+def test_reads_give_each_hosts_state_and_old_secrets():
+    held = {"mx1": (state(), "srs key " + "a" * 40 + "\n"), "mx2": (None, "srs key " + "c" * 40 + "\n"),
+            "mx3": (None, None)}
+    assert read_hosts(reads_of(held)) == ({"mx1": state()}, {"mx1": ["a" * 40], "mx2": ["c" * 40]})
+
+
+@pytest.mark.parametrize("bad, message", [
+    (read("mx1", STATE_FILE, "{not json"), "mx1: /var/lib/opendove/srs.json is not JSON"),
+    (read("mx1", STATE_FILE, json.dumps({"current": "a" * 40})),
+     "mx1: /var/lib/opendove/srs.json: the SRS state is not what opendove writes"),
+    (read("mx1", STATE_FILE, msg="Permission denied"), "mx1: cannot read /var/lib/opendove/srs.json: Permission denied"),
+    (read("mx2", CONF, msg="Failed to connect to the host via ssh"),
+     "mx2: cannot read /etc/smtpd/srs.conf: Failed to connect to the host via ssh"),
+    (read("mx1", CONF, msg=None), "mx1: cannot read /etc/smtpd/srs.conf: None"),
+    ({"item": ["mx1", CONF], "content": "not base64!", "msg": None}, "mx1: what was read of /etc/smtpd/srs.conf"),
+    ({"item": ["mx1"], "content": None, "msg": None}, "a read names no \\[host, path\\] item"),
+])
+def test_a_host_that_cannot_be_read_stops_the_plan(bad, message, maker):
+    with pytest.raises(SrsError, match=f"^{message}"):
+        shared_plan(reads_of({"mx1": (state(), None)}) + [bad], ["mx1", "mx2"], SCHEDULE, T0, maker, False)
+
+
+def test_first_run_spreads_one_new_secret(maker):
+    new, actions = shared_plan(reads_of({"mx1": (None, None), "mx2": (None, None)}), ["mx1", "mx2"], SCHEDULE, T0,
+                               maker, rotate=False)
+    assert new == state("secret" + "1".zfill(27)) and actions == [{"action": "create"}]
+
+
+def test_a_new_host_gets_the_others_secrets(maker):
+    reads = reads_of({"mx1": (state(), None), "mx2": (None, None)})
+    assert shared_plan(reads, ["mx1", "mx2"], SCHEDULE, T0 + DAY, maker, rotate=True) == (state(), [])
+
+
+def test_a_host_outside_the_run_must_not_be_left_behind(maker):
+    reads = reads_of({"mx1": (state(), None), "mx2": (state(), None)})
+    due = T0 + 365 * DAY
+    with pytest.raises(SrsError, match=r"^SRS secrets are shared by every MX host, and mx2 \(not in this run\) "
+                                       "would keep others: run without --limit$"):
+        shared_plan(reads, ["mx1"], SCHEDULE, due, maker, rotate=True)
+    # Nothing due, or the host already holds the newest state: --limit is fine.
+    assert shared_plan(reads, ["mx1"], SCHEDULE, due, maker, rotate=False) == (state(), [])
+    rotated = state("b" * 40, due, "a" * 40, due)
+    reads = reads_of({"mx1": (state(), None), "mx2": (rotated, None)})
+    assert shared_plan(reads, ["mx1"], SCHEDULE, due + 1, maker, rotate=True) == (rotated, [])
