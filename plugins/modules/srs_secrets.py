@@ -99,7 +99,7 @@ EXAMPLES = r"""
   ansible.builtin.slurp:
     src: "{{ item[1] }}"
   delegate_to: "{{ item[0] }}"
-  loop: "{{ groups['mail'] | product(['/var/lib/opendove/srs.json', '/etc/smtpd/srs.conf']) }}"
+  loop: "{{ groups[mail_group | default('mail')] | product(['/var/lib/opendove/srs.json', '/etc/smtpd/srs.conf']) }}"
   register: __srs_read
   run_once: true
   failed_when: false
