@@ -8,29 +8,20 @@ from __future__ import annotations
 
 import grp
 import json
-import os
 import pwd
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
+import ad_hoc
 import dkim
 import pytest
 
-ROOT = Path(__file__).resolve().parents[4]
-ANSIBLE = Path(sys.executable).parent / "ansible"
 DOMAINS = ["example.test", "example.org"]
 
 
 def run_module(args: dict, check: bool = False, python: str = sys.executable) -> dict:
-    command = [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", "-m", "opendove.mailserver.dkim_keys",
-               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={python}"]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    result = subprocess.run(command + (["--check"] if check else []), capture_output=True, text=True, env=env,
-                            cwd=ROOT, check=False, timeout=120)
-    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return ad_hoc.run_module("dkim_keys", args, check, python)[0]
 
 
 @pytest.fixture

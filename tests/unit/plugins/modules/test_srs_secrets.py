@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[4]
-ANSIBLE = Path(sys.executable).parent / "ansible"
+import ad_hoc
+
 STATE_FILE = "/var/lib/opendove/srs.json"
 CONF = "/etc/smtpd/srs.conf"
 # Made in November 2023: a run now is past it (a state from the future would stop every step).
@@ -20,13 +16,7 @@ HELD = {"current": {"secret": "a" * 48, "created": 1_700_000_000}, "backup": Non
 
 
 def run_module(args: dict, check: bool = False) -> tuple[dict, str]:
-    command = [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", "-m", "opendove.mailserver.srs_secrets",
-               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    result = subprocess.run(command + (["--check"] if check else []), capture_output=True, text=True, env=env,
-                            cwd=ROOT, check=False, timeout=120)
-    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"], result.stdout
+    return ad_hoc.run_module("srs_secrets", args, check)
 
 
 def read(host: str, path: str, content: str | None = None, msg: str = "file not found: x") -> dict:
