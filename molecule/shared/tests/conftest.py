@@ -101,9 +101,9 @@ def submit(address: str, port: int, tls: ssl.SSLContext, login: str, password: s
         client.send_message(msg, to_addrs=recipients)
 
 
-def deliver_inbound(address: str, msg: EmailMessage, recipients: list[str]) -> None:
-    """Unauthenticated delivery on port 25, as another MTA would."""
-    with smtplib.SMTP(address, 25, timeout=20) as client:
+def deliver_inbound(address: str, msg: EmailMessage, recipients: list[str], helo: str = "mx.outside.test") -> None:
+    """Unauthenticated delivery on port 25, as another MTA would (it greets with its own name)."""
+    with smtplib.SMTP(address, 25, timeout=20, local_hostname=helo) as client:
         client.send_message(msg, to_addrs=recipients)
 
 

@@ -5,6 +5,7 @@ container, so nothing is signed because it comes from a local address."""
 from __future__ import annotations
 
 import email
+import re
 import smtplib
 import time
 import uuid
@@ -124,16 +125,31 @@ def test_signer_down_keeps_mail_from_leaving_unsigned(host, host_vars, address, 
     assert {d for d, s, a in verified(raw, dnsfunc)} == {"two.test"}
 
 
-def test_inbound_mail_is_scanned_by_rspamd(host, host_vars, address, tls):
+# A client that greets with its name, and one that greets with a loopback address (scored past Rspamd's add
+# header threshold, 6, by Rspamd 3.x's default scores).
+@pytest.mark.parametrize("helo", ["mx.outside.test", "127.0.0.1"])
+def test_inbound_mail_is_scanned_by_rspamd(host, host_vars, address, tls, helo):
     msg = new_message("someone@outside.test", "alice@one.test")
-    deliver_inbound(address, msg, ["alice@one.test"])
+    deliver_inbound(address, msg, ["alice@one.test"], helo)
     raw = fetch(address, tls, "alice@one.test", host_vars["test_passwords"]["alice@one.test"], msg["Subject"])
     results = email.message_from_bytes(raw).get_all("Authentication-Results") or []
     assert any(r.startswith(host_vars["mail_hostname"]) for r in results), raw[:2000]
     # The scan's log line may be written after the message is delivered.
     scan_log = eventually(lambda: host.run(f"grep -F -- '{msg['Message-ID']}' /var/log/rspamd/rspamd.log").stdout,
                           "no scan of the message in rspamd.log")
-    assert "rspamd_task_write_log" in scan_log and "(no action)" in scan_log, scan_log
+    # The verdict reaches the mailbox: Rspamd's action is one that delivers (a client of the test network is not
+    # "local" to Rspamd, so it is scored as any other), and filter-rspamd marks the message as spam exactly when
+    # the action is add header (X-Spam, and X-Spam-Status with the score).
+    verdict = re.search(r"rspamd_task_write_log: .*\(default: [FT] \(([a-z ]+)\): \[(-?[0-9.]+)/", scan_log)
+    assert verdict and verdict[1] in ("no action", "add header"), scan_log
+    delivered = email.message_from_bytes(raw)
+    if verdict[1] == "add header":
+        assert delivered["X-Spam"] == "yes", scan_log
+        status = re.match(r"Yes, score=(-?[0-9.]+) required=", delivered["X-Spam-Status"] or "")
+        # The log rounds the score down to two places (6.79 for 6.799999, which the header gives as 6.800).
+        assert status and abs(float(status[1]) - float(verdict[2])) < 0.011, (delivered["X-Spam-Status"], scan_log)
+    else:
+        assert delivered["X-Spam"] is None and delivered["X-Spam-Status"] is None, scan_log
 
 
 def test_gtube_is_rejected_inbound(address):
