@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit
 mkdir -p .cache
+times=()
 for scenario in "$@"; do
   log=".cache/molecule-$scenario.log"
   junit=".cache/verify-$scenario.xml"
@@ -14,6 +15,7 @@ for scenario in "$@"; do
   molecule test -s "$scenario" 2>&1 | tee "$log"
   status=${PIPESTATUS[0]}
   echo "== molecule test -s $scenario: exit $status after $SECONDS s"
+  times+=("$scenario $SECONDS s")
   # The verify step's kill -9 runs (test_chaos.py), duplicates included, whatever their tests' outcome.
   cat .cache/chaos-"$scenario"-*.txt 2>/dev/null
   if [ "$status" -ne 0 ]; then
@@ -28,3 +30,5 @@ for scenario in "$@"; do
     exit "$status"
   fi
 done
+# Where the suite's time goes (the CI budget): each scenario's run, together at the end of the log.
+if [ "${#times[@]}" -gt 0 ]; then printf '== scenario times:'; printf ' %s;' "${times[@]}"; echo; fi
