@@ -230,7 +230,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    if params["state"] != "query" and CRYPTOGRAPHY_IMPORT_ERROR:
+    # Planning reads only the state files: check mode on a host whose packages are not installed yet (the run
+    # that would install python3-cryptography and the signer's user) still says which keys would be made.
+    if params["state"] != "query" and CRYPTOGRAPHY_IMPORT_ERROR and not module.check_mode:
         module.fail_json(msg=missing_required_lib("cryptography", reason="to make DKIM keys"),
                          exception=CRYPTOGRAPHY_IMPORT_ERROR)
     if params["state"] == "rotate" and DNSPYTHON_IMPORT_ERROR:
@@ -238,11 +240,16 @@ def main() -> None:
                          exception=DNSPYTHON_IMPORT_ERROR)
     key_dir = params["key_dir"]
     try:
+        mode = int(params["mode"], 8)
+    except ValueError as exc:
+        module.fail_json(msg=f"mode is invalid: {exc}")
+    try:
         uid = pwd.getpwnam(params["owner"]).pw_uid
         gid = grp.getgrnam(params["group"]).gr_gid
-        mode = int(params["mode"], 8)
-    except (KeyError, ValueError) as exc:
-        module.fail_json(msg=f"owner, group or mode is invalid: {exc}")
+    except KeyError as exc:
+        if not module.check_mode:
+            module.fail_json(msg=f"owner or group does not exist: {exc}")
+        uid = gid = -1
     try:
         request = key_request(params["rsa_bits"], params["ed25519"], params["selector_tag"], params["rotation"])
     except (KeyRingError, DnsRecordError) as exc:

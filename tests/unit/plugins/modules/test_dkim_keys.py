@@ -132,7 +132,8 @@ def test_an_interrupted_run_is_completed(key_dir):
 
 
 @pytest.mark.parametrize("extra, message", [({"rsa_bits": 512}, "at least 1024 bits"),
-                                            ({"owner": "no-such-user"}, "owner, group or mode is invalid"),
+                                            ({"owner": "no-such-user"}, "owner or group does not exist"),
+                                            ({"mode": "rw"}, "mode is invalid"),
                                             ({"selector_tag": "MX_1"}, "DKIM selector 'MX_1'")])
 def test_bad_parameters_fail_before_writing(key_dir, extra, message):
     result = run_module(args_for(key_dir, **extra))
@@ -153,6 +154,16 @@ def test_a_missing_library_fails_with_its_name_before_anything_changes(key_dir, 
     result = run_module(args_for(key_dir, state=state), python=python_without(hidden))
     assert result.get("failed") is True and message in result["msg"], result
     assert (sorted(p.name for p in key_dir.iterdir()) if key_dir.exists() else None) == before
+
+
+def test_check_mode_before_the_packages_are_installed_says_what_it_would_make(key_dir, python_without):
+    """site.yml --check on a new host: python3-cryptography and the signer's user come with packages that
+    check mode does not install."""
+    result = run_module(args_for(key_dir, owner="no-such-user", group="no-such-group"), check=True,
+                        python=python_without("cryptography"))
+    assert "failed" not in result, result
+    assert result["changed"] is True and sorted(c.split("/")[0] for c in result["created"]) == sorted(DOMAINS)
+    assert not key_dir.exists()
 
 
 def test_query_needs_neither_cryptography_nor_dnspython(key_dir, python_without):
