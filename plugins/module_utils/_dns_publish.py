@@ -73,6 +73,13 @@ class DnsPublishError(ValueError):
     """Records cannot be published; the message says what is wrong (never a secret)."""
 
 
+def zone_for(name: str, zones: Iterable[str]) -> str | None:
+    """The zone (of zones) that holds name: the longest one name is in or equal to; None when none does."""
+    name = fqdn(name).lower()
+    holding = [zone for zone in zones if name == fqdn(zone).lower() or name.endswith("." + fqdn(zone).lower())]
+    return max(holding, key=lambda zone: len(fqdn(zone)), default=None)
+
+
 def tsig_key(name: str, algorithm: str, secret: str) -> dns.tsig.Key:
     """The TSIG key for dns.update.UpdateMessage(keyring=...) and AXFR; hmac-sha256 or stronger is
     recommended, the older algorithms are for servers that have nothing better."""

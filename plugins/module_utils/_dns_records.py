@@ -30,6 +30,10 @@ _SPF_TERM = re.compile(
 )
 _SPF_MODIFIER = re.compile(r"^(?P<name>redirect|exp)=(?P<arg>\S+)$")
 _LOOKUP_TERMS = {"include", "a", "mx", "ptr", "exists", "redirect"}
+# The SRV names mail clients look up (RFC 6186; submissions: RFC 8314 5.1) and the service each names.
+CLIENT_SERVICES = (("_submissions._tcp", "submissions"), ("_submission._tcp", "submission"),
+                   ("_imaps._tcp", "imaps"), ("_imap._tcp", "imap"))
+DEFAULT_CLIENT_PORTS = {"submissions": 465, "submission": 587, "imaps": 993, "imap": 143}
 
 
 class DnsRecordError(ValueError):
@@ -211,17 +215,39 @@ def domain_policy_errors(domain: Mapping) -> list[tuple[str, str]]:
     return errors
 
 
+def srv_records(name: str, mx_hosts: Iterable[Mapping], ports: Mapping[str, int | None], ttl: int = 3600) -> list[dict]:
+    """The RFC 6186 SRV records of a domain: each service on every MX host (the host's MX priority), or the
+    target "." (RFC 2782: the service is not offered) where its port is 0 or None."""
+    hosts = sorted(mx_hosts, key=lambda h: (h["priority"], h["hostname"]))
+    records = []
+    for label, service in CLIENT_SERVICES:
+        port = ports.get(service)
+        if port and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+            raise DnsRecordError(f"{name}: {service} port {port!r} is not a port number from 1 to 65535")
+        values = [f"{host['priority']} 1 {port} {fqdn(host['hostname'])}" for host in hosts] if port else ["0 0 0 ."]
+        records.append({"name": fqdn(f"{label}.{name}"), "type": "SRV", "ttl": ttl, "values": values})
+    return records
+
+
+def tlsrpt_addresses(domain: Mapping) -> list:
+    """Where TLS reports go: tlsrpt_rua, postmaster@<domain> when unset; [] (or null) turns the record off."""
+    return (domain["tlsrpt_rua"] or []) if "tlsrpt_rua" in domain else [f"mailto:postmaster@{domain['name']}"]
+
+
 def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],
-                   ttl: int = 3600, policy_mx: Iterable[str] | None = None) -> list[dict]:
-    """Every record of one mail domain: MX, SPF, DKIM, DMARC, TLSRPT (if it sets report addresses) and
-    MTA-STS (if it has an `mta_sts` entry: the `_mta-sts` id and the policy host's addresses).
+                   ttl: int = 3600, policy_mx: Iterable[str] | None = None,
+                   client_ports: Mapping[str, int | None] | None = None) -> list[dict]:
+    """Every record of one mail domain: MX, SPF, DKIM, DMARC, TLSRPT (unless turned off), MTA-STS (if it has an
+    `mta_sts` entry: the `_mta-sts` id and the policy host's addresses) and the mail clients' SRV records.
 
     mx_hosts: [{hostname, priority, addresses}], the hosts that receive mail for every domain; each serves
     the MTA-STS policy too, so `mta-sts.<domain>` has all their addresses.
     dkim_keys: [{selector, key_type, public_key}], the keys to publish for this domain.
     policy_mx: the MX names the MTA-STS policy lists (the mta_sts role's); None: the mx_hosts' names.
+    client_ports: {submissions, submission, imaps, imap: port, 0 or None when off}; None: DEFAULT_CLIENT_PORTS.
     """
     name = domain["name"]
+    mx_hosts = list(mx_hosts)
     records = [{"name": fqdn(name), "type": "MX", "ttl": ttl,
                 "values": [f"{host['priority']} {fqdn(host['hostname'])}" for host in
                            sorted(mx_hosts, key=lambda h: (h["priority"], h["hostname"]))]}]
@@ -239,8 +265,8 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
     for selector, value in sorted(dkim_values.items()):
         records.append(txt_record(f"{selector}._domainkey.{name}", value, ttl))
     records.append(txt_record(f"_dmarc.{name}", dmarc_value(name, domain.get("dmarc")), ttl))
-    if domain.get("tlsrpt_rua"):
-        records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, domain["tlsrpt_rua"]), ttl))
+    if tlsrpt_addresses(domain):
+        records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, tlsrpt_addresses(domain)), ttl))
     if domain.get("mta_sts") is not None:
         try:
             policy = _mta_sts.policy_text(domain["mta_sts"], policy_mx or [host["hostname"] for host in mx_hosts])
@@ -251,7 +277,7 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
         if not addresses:
             raise DnsRecordError(f"{name}: no address for {_mta_sts.policy_host(name)} (the MX hosts serve it)")
         records.extend(address_records(_mta_sts.policy_host(name), addresses, ttl))
-    return records
+    return records + srv_records(name, mx_hosts, DEFAULT_CLIENT_PORTS if client_ports is None else client_ports, ttl)
 
 
 def address_records(name: str, addresses: Iterable[str], ttl: int = 3600) -> list[dict]:
@@ -278,15 +304,40 @@ def host_records(hostname: str, addresses: Iterable[str], ttl: int = 3600) -> li
     return records
 
 
-def _quoted(string: str) -> str:
-    return '"' + string.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def zone_fragment(records: Iterable[Mapping]) -> str:
-    """BIND master-file lines with absolute names, includable in any zone ($INCLUDE or pasted)."""
+    """BIND master-file lines with absolute names, includable in any zone ($INCLUDE or pasted); the data as
+    dnspython writes it (quoting and escapes of TXT strings)."""
+    # Imported here: the modules that run on mail hosts use the rest of this file without dnspython.
+    import dns.rdata  # pylint: disable=import-outside-toplevel
+    import dns.rdtypes.ANY.TXT  # pylint: disable=import-outside-toplevel
+
     lines = []
     for record in records:
         for value in record["values"]:
-            rdata = " ".join(_quoted(s) for s in value) if record["type"] == "TXT" else value
-            lines.append(f"{record['name']}\t{record['ttl']}\tIN\t{record['type']}\t{rdata}")
+            if record["type"] == "TXT":
+                rdata = dns.rdtypes.ANY.TXT.TXT("IN", "TXT", [s.encode() for s in value])
+            else:
+                rdata = dns.rdata.from_text("IN", record["type"], value)
+            lines.append(f"{record['name']}\t{record['ttl']}\tIN\t{record['type']}\t{rdata.to_text()}")
     return "\n".join(lines) + "\n"
+
+
+def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_rings: Iterable[Mapping],
+                 ttl: int = 3600, policy_mx: Iterable[str] | None = None,
+                 client_ports: Mapping[str, int | None] | None = None) -> dict:
+    """{"domains": {name: records}, "hosts": records}: every domain's records and the MX hosts' address and PTR
+    records.
+
+    dkim_rings: the `domains` result of opendove.mailserver.dkim_keys of each host, {domain: {publish: [{selector,
+    key_type, public_key}]}}; keys not made yet (no public key, as check mode predicts them) are left out.
+    """
+    mx_hosts = list(mx_hosts)
+    dkim_rings = list(dkim_rings)
+    result: dict = {"domains": {}, "hosts": []}
+    for domain in domains:
+        keys = [key for ring in dkim_rings for key in ring.get(domain["name"], {}).get("publish", [])
+                if key.get("public_key") is not None]
+        result["domains"][domain["name"]] = domain_records(domain, mx_hosts, keys, ttl, policy_mx, client_ports)
+    for host in mx_hosts:
+        result["hosts"] += host_records(host["hostname"], host["addresses"], ttl)
+    return result

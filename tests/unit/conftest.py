@@ -54,3 +54,17 @@ def dns_server():
     server = LocalDnsServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def named(tmp_path_factory):
+    """A real BIND serving named_server.ZONES on 127.0.0.1 ("127.0.0.1#port"), for the whole test run."""
+    import named_server  # pylint: disable=import-outside-toplevel
+
+    try:
+        process, server = named_server.start(tmp_path_factory.mktemp("named"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    process.terminate()
+    process.wait(timeout=10)

@@ -58,7 +58,7 @@ def test_the_filters_need_neither_cryptography_nor_dnspython(tmp_path):
     """The controller may lack what only dkim_keys needs on the signing hosts."""
     for package in ("cryptography", "dns"):
         (tmp_path / f"{package}.py").write_text(f"raise ImportError('{package} is hidden from this test')\n")
-    code = ("from ansible_collections.opendove.mailserver.plugins.filter import mail_dns, mail_mta_sts, "
+    code = ("from ansible_collections.opendove.mailserver.plugins.filter import mail_mta_sts, "
             "mail_rotation, mail_site\n"
             "print(mail_rotation.mail_dkim_rotation_errors({'interval': '90d'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60,

@@ -4,24 +4,15 @@ BIND (named, from the bind9 package) started for this module on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-import socket
-import subprocess
-import time
 
 import dns.message
-import dns.query
 import pytest
+from named_server import OTHER, SECRET, SECRETS, WRONG, free_port
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_records as rec
 
 D = "example.test."
 KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "A" * 348 + "IDAQAB"  # two TXT strings
-SECRET = base64.b64encode(os.urandom(32)).decode()  # named's mail-update key
-OTHER = base64.b64encode(os.urandom(32)).decode()  # named's other key
-WRONG = base64.b64encode(os.urandom(32)).decode()  # named knows no key with this secret
-SECRETS = (SECRET, OTHER, WRONG)
 
 
 def record(name: str, rdtype: str, ttl: int, *values) -> dict:
@@ -279,81 +270,7 @@ def test_updates_delete_the_live_spelling_of_a_txt_record():
     assert pub.updates(changes) == ([(D, "TXT", ["v=spf1", " -all"])], [(D, 600, "TXT", ["v=spf1 -all"])])
 
 
-# --- Against a real BIND
-
-ZONES = ("example.test", "change.test", "ttl.test")
-# Relative names, so the one file serves every zone; mx1 needs its address: BIND refuses an update after which
-# an in-zone MX target has none (check-integrity).
-ZONE_FILE = """$TTL 300
-@ SOA ns1 hostmaster 1 3600 600 86400 300
-@ NS ns1
-ns1 A 127.0.0.1
-@ MX 10 mx1
-mx1 A 192.0.2.10
-@ TXT "google-site-verification=abc"
-@ TXT "v=spf1 a -all"
-google._domainkey TXT "v=DKIM1; k=rsa; p=GOOGLE"
-20200101._domainkey TXT "v=DKIM1; k=rsa; p=OLD"
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def named_conf(directory, port: int) -> str:
-    zones = "".join(f'zone "{zone}" {{ type primary; file "{zone}.db"; update-policy {{ grant mail-update zonesub '
-                    f'ANY; }}; allow-transfer {{ key "mail-update"; }}; }};\n' for zone in ZONES)
-    return f"""options {{
-    directory "{directory}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    pid-file "named.pid";
-    session-keyfile "session.key";
-    recursion no;
-    dnssec-validation no;
-}};
-controls {{ }};
-key "mail-update" {{ algorithm hmac-sha256; secret "{SECRET}"; }};
-key "other" {{ algorithm hmac-sha256; secret "{OTHER}"; }};
-{zones}zone "locked.test" {{ type primary; file "locked.test.db"; allow-update {{ none; }};
-    allow-transfer {{ key "mail-update"; }}; }};
-"""
-
-
-@pytest.fixture(scope="module")
-def named(tmp_path_factory):
-    """named in the foreground on a free port of 127.0.0.1, as the user running the tests (without -u it never
-    changes user; as root it drops capabilities such as CAP_DAC_OVERRIDE, so it writes the zone journals
-    (.jnl) only because it owns this directory); `controls {}` keeps it off the rndc port 953."""
-    binary = shutil.which("named") or shutil.which("named", path="/usr/sbin:/sbin")
-    if binary is None:
-        pytest.fail("named not found: install bind9 (Debian package; .ci/run installs it)")
-    directory = tmp_path_factory.mktemp("named")
-    port = free_port()
-    for zone in (*ZONES, "locked.test"):
-        (directory / f"{zone}.db").write_text(ZONE_FILE)
-    (directory / "named.conf").write_text(named_conf(directory, port))
-    with open(directory / "named.log", "w") as log:
-        process = subprocess.Popen([binary, "-g", "-c", str(directory / "named.conf"), "-p", str(port)],
-                                   cwd=directory, stdout=log, stderr=subprocess.STDOUT)
-    server = f"127.0.0.1#{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            pub.check_served("locked.test", server, timeout=1)
-            break
-        except pub.DnsPublishError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                pytest.fail(f"named did not start:\n{(directory / 'named.log').read_text()[-3000:]}")
-            time.sleep(0.05)
-    yield server
-    process.terminate()
-    process.wait(timeout=10)
+# --- Against a real BIND (tests/unit/named_server.py)
 
 
 def mail_records(zone: str, ttl: int = 300, mode: str = "enforce") -> list[dict]:
@@ -385,7 +302,9 @@ def test_first_publish_changes_only_what_the_collection_owns(named):
     changes = publish("example.test", named, wanted)
     assert {what: [(r["name"], r["type"]) for r in getattr(changes, what)] for what in ("add", "change", "remove")} == {
         "add": [("20261125-ed25519._domainkey.example.test.", "TXT"), ("20261125._domainkey.example.test.", "TXT"),
-                ("_dmarc.example.test.", "TXT"), ("_mta-sts.example.test.", "TXT"), ("_smtp._tls.example.test.", "TXT"),
+                ("_dmarc.example.test.", "TXT"), ("_imap._tcp.example.test.", "SRV"), ("_imaps._tcp.example.test.", "SRV"),
+                ("_mta-sts.example.test.", "TXT"), ("_smtp._tls.example.test.", "TXT"),
+                ("_submission._tcp.example.test.", "SRV"), ("_submissions._tcp.example.test.", "SRV"),
                 ("mta-sts.example.test.", "A"), ("mta-sts.example.test.", "AAAA"), ("mx1.example.test.", "AAAA")],
         "change": [("example.test.", "TXT")],
         "remove": [("20200101._domainkey.example.test.", "TXT")],
@@ -467,7 +386,7 @@ def test_zone_not_served(named):
 def test_name_outside_the_zone_is_refused_before_sending():
     changes = pub.Plan(add=[record("_dmarc.example.org.", "TXT", 300, ["v=DMARC1; p=none"])])
     key = pub.tsig_key("mail-update", "hmac-sha256", SECRET)
-    assert failure(pub.apply, "example.test", "192.0.2.1", key, changes, 2) == \
+    assert failure(pub.apply, "example.test", f"127.0.0.1#{free_port()}", key, changes, 2) == \
         "_dmarc.example.org. is not in zone example.test"
 
 
@@ -478,4 +397,5 @@ def test_server_that_does_not_answer():
 
 
 def test_empty_plan_sends_nothing():
-    pub.apply("example.test", "192.0.2.1", pub.tsig_key("mail-update", "hmac-sha256", SECRET), pub.Plan(), 2)
+    pub.apply("example.test", f"127.0.0.1#{free_port()}", pub.tsig_key("mail-update", "hmac-sha256", SECRET),
+              pub.Plan(), 2)

@@ -124,7 +124,9 @@ def test_domain_reccover_every_kind_in_order():
         [{"selector": "20261125", "key_type": "rsa", "public_key": KEY}], ttl=300)
     assert [(r["name"], r["type"]) for r in records] == [
         ("example.test.", "MX"), ("example.test.", "TXT"), ("20261125._domainkey.example.test.", "TXT"),
-        ("_dmarc.example.test.", "TXT"), ("_smtp._tls.example.test.", "TXT")]
+        ("_dmarc.example.test.", "TXT"), ("_smtp._tls.example.test.", "TXT"),
+        ("_submissions._tcp.example.test.", "SRV"), ("_submission._tcp.example.test.", "SRV"),
+        ("_imaps._tcp.example.test.", "SRV"), ("_imap._tcp.example.test.", "SRV")]
     assert records[0]["values"] == ["10 mx1.example.test.", "20 mx2.example.test."]
     dkim = records[2]["values"][0]
     assert len(dkim) == 2 and all(len(s) <= 255 for s in dkim)
@@ -132,9 +134,38 @@ def test_domain_reccover_every_kind_in_order():
     assert all(r["ttl"] == 300 for r in records)
 
 
-def test_domain_without_report_address_has_no_tlsrpt_record():
-    records = rec.domain_records({"name": "example.test"}, MX, [])
-    assert "_smtp._tls.example.test." not in [r["name"] for r in records]
+@pytest.mark.parametrize("domain, value", [
+    ({"name": "example.test"}, "v=TLSRPTv1; rua=mailto:postmaster@example.test"),
+    ({"name": "example.test", "tlsrpt_rua": "https://r.example.test/tls"}, "v=TLSRPTv1; rua=https://r.example.test/tls"),
+    ({"name": "example.test", "tlsrpt_rua": []}, None),
+    ({"name": "example.test", "tlsrpt_rua": None}, None),
+])
+def test_tls_reports_go_to_postmaster_unless_set_or_turned_off(domain, value):
+    records = [r for r in rec.domain_records(domain, MX, []) if r["name"] == "_smtp._tls.example.test."]
+    assert [r["values"] for r in records] == ([[[value]]] if value else [])
+
+
+def test_srv_records_point_clients_at_every_mx_host():
+    records = {r["name"]: r["values"] for r in rec.domain_records({"name": "example.test"}, MX, []) if r["type"] == "SRV"}
+    assert records == {
+        "_submissions._tcp.example.test.": ["10 1 465 mx1.example.test.", "20 1 465 mx2.example.test."],
+        "_submission._tcp.example.test.": ["10 1 587 mx1.example.test.", "20 1 587 mx2.example.test."],
+        "_imaps._tcp.example.test.": ["10 1 993 mx1.example.test.", "20 1 993 mx2.example.test."],
+        "_imap._tcp.example.test.": ["10 1 143 mx1.example.test.", "20 1 143 mx2.example.test."]}
+
+
+def test_a_service_that_is_off_gets_the_dot_target():
+    ports = {"submissions": 465, "submission": None, "imaps": 993, "imap": 0}
+    records = {r["name"]: r["values"] for r in rec.srv_records("example.test", MX[:1], ports)}
+    assert records["_submission._tcp.example.test."] == ["0 0 0 ."]
+    assert records["_imap._tcp.example.test."] == ["0 0 0 ."]
+    assert records["_imaps._tcp.example.test."] == [f"{MX[0]['priority']} 1 993 {MX[0]['hostname']}."]
+
+
+@pytest.mark.parametrize("port", [65536, -1, True, "587"])
+def test_srv_port_must_be_a_port(port):
+    with pytest.raises(rec.DnsRecordError, match="submission port"):
+        rec.srv_records("example.test", MX, {"submission": port})
 
 
 def test_keys_of_several_hosts_are_all_published_once():
@@ -236,3 +267,20 @@ def test_mta_sts_policy_may_list_other_mx_names_than_the_mx_record():
     listed = rec.domain_records(domain, MX_WITH_ADDRESSES, [], policy_mx=["mx1.example.test", "mx2.example.test"])
     more = rec.domain_records(domain, MX_WITH_ADDRESSES, [], policy_mx=["mx1.example.test", "backup.example.test"])
     assert own == listed and own != more
+
+
+def test_site_records_publish_every_hosts_made_keys_once_per_domain():
+    rings = [{"example.test": {"publish": [{"selector": "s1", "key_type": "rsa", "public_key": "AB"},
+                                           {"selector": "s3", "key_type": "rsa", "public_key": None}]}},
+             {"example.test": {"publish": [{"selector": "s2", "key_type": "ed25519", "public_key": "CD"}]}}]
+    mx = [{"hostname": "mx1.example.test", "priority": 10, "addresses": ["192.0.2.1"]},
+          {"hostname": "mx2.example.test", "priority": 20, "addresses": ["192.0.2.2"]}]
+    result = rec.site_records([{"name": "example.test"}, {"name": "example.org"}], mx, rings, 300)
+    assert sorted(result["domains"]) == ["example.org", "example.test"]
+    selectors = [r["name"] for r in result["domains"]["example.test"] if "_domainkey" in r["name"]]
+    assert selectors == ["s1._domainkey.example.test.", "s2._domainkey.example.test."]
+    assert not [r for r in result["domains"]["example.org"] if "_domainkey" in r["name"]]
+    assert [(r["name"], r["type"]) for r in result["hosts"]] == [
+        ("mx1.example.test.", "A"), ("1.2.0.192.in-addr.arpa.", "PTR"),
+        ("mx2.example.test.", "A"), ("2.2.0.192.in-addr.arpa.", "PTR")]
+    assert "2.2.0.192.in-addr.arpa.\t300\tIN\tPTR\tmx2.example.test.\n" in rec.zone_fragment(result["hosts"])

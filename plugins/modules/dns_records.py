@@ -1,0 +1,280 @@
+#!/usr/bin/python
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dns_records
+short_description: Compute the DNS records of the mail site and publish them by dynamic update
+description:
+  - Computes every record the mail domains and their MX hosts need (MX, SPF, DKIM, DMARC, TLSRPT, MTA-STS, the
+    RFC 6186 SRV records mail clients look up, the MX hosts' address records and the PTR records their addresses
+    need) from the site model, the MX hosts and their DKIM key rings.
+  - With O(publishers), publishes them by dynamic update (RFC 2136) signed with TSIG to the primary server of each
+    zone named. Records the collection owns that are missing are added, different ones changed, and owned ones
+    no longer wanted removed (a retired DKIM selector, an old C(_mta-sts) id, a removed MX host's SRV target).
+    Each zone changes in one update, all or nothing; zones change in the order of O(publishers), and a zone
+    whose update is refused stops the ones after it.
+  - What the collection owns in a zone, for each mail domain D (nothing else is ever changed or removed).
+    The MX records of D and, among its TXT records, only the SPF ones (a user's own TXT records at D stay).
+    C(_dmarc.D), C(_mta-sts.D), C(_smtp._tls.D) (TXT), C(mta-sts.D) (A, AAAA), C(_submission._tcp.D),
+    C(_submissions._tcp.D), C(_imap._tcp.D), C(_imaps._tcp.D) (SRV).
+    DKIM records C(<selector>._domainkey.D) whose selector is the collection's (eight digits first, as
+    V(20261125) or V(20261125-mx1-ed25519)); other senders' selectors (V(google), V(s1)) are never touched.
+    The address records of the MX hosts and of C(mta-sts.D), and every other record set it publishes.
+  - The zone is read by a zone transfer (AXFR) signed with the same key, so the key must be allowed to transfer
+    the zone as well as to update it (docs/dns.md shows BIND and Knot settings).
+  - Records in no zone of O(publishers) (with none: every record) are only returned, in RV(unpublished).
+  - Every input is checked before any server is asked; every zone is read and planned before any is changed.
+    Failure messages name the server, zone and key, never the secret.
+version_added: 0.3.0
+author: opendove.mailserver contributors (!UNKNOWN)
+requirements:
+  - dnspython >= 2.0 (on the host the module runs on, usually the controller)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the zones are read and the changes reported, nothing is sent.
+  diff_mode:
+    support: full
+    details: The records added, changed and removed, as zone file lines; never a key.
+  platform:
+    support: full
+    platforms: posix
+options:
+  domains:
+    description: The mail domains (C(mail_domains)), each with its DNS settings (C(spf), C(dmarc), C(tlsrpt_rua), C(mta_sts)).
+    type: list
+    elements: dict
+    required: true
+  mx_hosts:
+    description: Every MX host of the site, C({hostname, priority, addresses}).
+    type: list
+    elements: dict
+    required: true
+  dkim_rings:
+    description:
+      - The C(domains) result of M(opendove.mailserver.dkim_keys) with O(opendove.mailserver.dkim_keys#module:state=query)
+        on each MX host; every host's published and active keys are published.
+    type: list
+    elements: dict
+    default: []
+  ttl:
+    description: TTL of every record, in seconds.
+    type: int
+    default: 3600
+  mta_sts_mx_hosts:
+    description: The MX names the MTA-STS policies list; empty means the names of O(mx_hosts).
+    type: list
+    elements: str
+    default: []
+  client_ports:
+    description: The ports the SRV records name; V(0) publishes the service as not offered (target C(.)).
+    type: dict
+    default: {}
+    suboptions:
+      submissions:
+        description: Submission with implicit TLS.
+        type: int
+        default: 465
+      submission:
+        description: Submission with STARTTLS.
+        type: int
+        default: 587
+      imaps:
+        description: IMAP with implicit TLS.
+        type: int
+        default: 993
+      imap:
+        description: IMAP with STARTTLS.
+        type: int
+        default: 143
+  publishers:
+    description:
+      - The zones to publish to, each with its primary server and TSIG key. A record goes to the longest zone
+        that holds its name.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      zone:
+        description: The zone's name, as its SOA record has it.
+        type: str
+        required: true
+      server:
+        description: The primary server's IP address, optionally followed by C(#port) (V(192.0.2.53#5353)).
+        type: str
+        required: true
+      key_name:
+        description: The TSIG key's name.
+        type: str
+        required: true
+      key_algorithm:
+        description: The TSIG key's algorithm; V(hmac-sha256) or stronger is recommended.
+        type: str
+        default: hmac-sha256
+        choices: [hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1, hmac-md5]
+      key_secret:
+        description: The TSIG key's secret, base64 (as C(tsig-keygen) writes it); keep it in a vault.
+        type: str
+        required: true
+  timeout:
+    description: Seconds to wait for each answer of a server.
+    type: float
+    default: 10
+notes:
+  - Run it once for the site, on the controller (C(delegate_to=localhost), C(run_once=true)), as
+    C(playbooks/dns_records.yml) does.
+"""
+
+EXAMPLES = r"""
+- name: Publish the mail records of example.com
+  opendove.mailserver.dns_records:
+    domains: "{{ mail_domains }}"
+    mx_hosts: [{hostname: mx1.example.com, priority: 10, addresses: [192.0.2.25]}]
+    dkim_rings: "{{ dkim_query.results | map(attribute='domains') | list }}"
+    publishers:
+      - zone: example.com
+        server: 192.0.2.53
+        key_name: mail-update
+        key_secret: "{{ vault_dns_tsig_secret }}"
+  delegate_to: localhost
+  run_once: true
+  register: dns
+"""
+
+RETURN = r"""
+domains:
+  description:
+    - Per mail domain, its C(records) (C({name, type, ttl, values}) with absolute names, TXT values as lists of
+      strings) and the same as zone file lines (C(zone)), to C($INCLUDE) or paste into any zone.
+  returned: always
+  type: dict
+  sample: {"example.com": {"records": [{"name": "example.com.", "type": "MX", "ttl": 3600, "values": ["10 mx1.example.com."]}],
+                           "zone": "example.com.\t3600\tIN\tMX\t10 mx1.example.com.\n"}}
+hosts:
+  description: The MX hosts' address records and the PTR record each address needs, as C(records) and C(zone).
+  returned: always
+  type: dict
+zones:
+  description: Per zone published, its server and the records added, changed and removed (C(name type) each).
+  returned: always
+  type: dict
+  sample: {"example.com": {"server": "192.0.2.53", "added": ["_dmarc.example.com. TXT"], "changed": [], "removed": []}}
+unpublished:
+  description: The names and types of records that no zone of O(publishers) holds (C(name type) each).
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish import (
+    DNSPYTHON_IMPORT_ERROR,
+    DnsPublishError,
+    apply,
+    parse_server,
+    plan,
+    read_zone,
+    tsig_key,
+    zone_for,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
+    DnsRecordError,
+    site_records,
+    zone_fragment,
+)
+
+
+def _names(records: list[dict]) -> list[str]:
+    return [f"{record['name']} {record['type']}" for record in records]
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "domains": {"type": "list", "elements": "dict", "required": True},
+            "mx_hosts": {"type": "list", "elements": "dict", "required": True},
+            "dkim_rings": {"type": "list", "elements": "dict", "default": []},
+            "ttl": {"type": "int", "default": 3600},
+            "mta_sts_mx_hosts": {"type": "list", "elements": "str", "default": []},
+            "client_ports": {"type": "dict", "default": {}, "options": {
+                "submissions": {"type": "int", "default": 465},
+                "submission": {"type": "int", "default": 587},
+                "imaps": {"type": "int", "default": 993},
+                "imap": {"type": "int", "default": 143},
+            }},
+            "publishers": {"type": "list", "elements": "dict", "default": [], "options": {
+                "zone": {"type": "str", "required": True},
+                "server": {"type": "str", "required": True},
+                "key_name": {"type": "str", "required": True, "no_log": False},
+                "key_algorithm": {"type": "str", "default": "hmac-sha256",
+                                  "choices": ["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224",
+                                              "hmac-sha1", "hmac-md5"]},
+                "key_secret": {"type": "str", "required": True, "no_log": True},
+            }},
+            "timeout": {"type": "float", "default": 10},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    if DNSPYTHON_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("dnspython", reason="to write and publish DNS records"),
+                         exception=DNSPYTHON_IMPORT_ERROR)
+    try:
+        computed = site_records(params["domains"], params["mx_hosts"], params["dkim_rings"], params["ttl"],
+                                params["mta_sts_mx_hosts"] or None, params["client_ports"])
+        publishers = {}
+        for publisher in params["publishers"]:
+            zone = publisher["zone"].rstrip(".").lower()
+            if zone in publishers:
+                raise DnsPublishError(f"publishers: zone {zone} is named twice")
+            parse_server(publisher["server"])
+            publishers[zone] = dict(publisher, key=tsig_key(publisher["key_name"], publisher["key_algorithm"],
+                                                            publisher["key_secret"]))
+    except (DnsRecordError, DnsPublishError) as exc:
+        module.fail_json(msg=str(exc))
+
+    records = [record for domain in computed["domains"].values() for record in domain] + computed["hosts"]
+    by_zone: dict[str, list[dict]] = {zone: [] for zone in publishers}
+    unpublished = []
+    for record in records:
+        zone = zone_for(record["name"], publishers)
+        if zone is None:
+            unpublished.append(record)
+        else:
+            by_zone[zone].append(record)
+
+    # Every zone is read and planned before any is changed: a zone that cannot be read changes nothing.
+    plans = {}
+    try:
+        for zone, publisher in publishers.items():
+            domains = [name for name in computed["domains"] if zone_for(name, [zone])]
+            live = read_zone(zone, publisher["server"], publisher["key"], params["timeout"])
+            plans[zone] = plan(by_zone[zone], live, domains)
+        if not module.check_mode:
+            for zone, changes in plans.items():
+                apply(zone, publishers[zone]["server"], publishers[zone]["key"], changes, params["timeout"])
+    except (DnsRecordError, DnsPublishError) as exc:
+        module.fail_json(msg=str(exc))
+
+    diffs = [changes.diff() for changes in plans.values() if changes.changed]
+    module.exit_json(
+        changed=any(changes.changed for changes in plans.values()),
+        domains={name: {"records": domain, "zone": zone_fragment(domain)} for name, domain in computed["domains"].items()},
+        hosts={"records": computed["hosts"], "zone": zone_fragment(computed["hosts"])},
+        zones={zone: {"server": publishers[zone]["server"], "added": _names(changes.add),
+                      "changed": _names(changes.change), "removed": _names(changes.remove)}
+               for zone, changes in plans.items()},
+        unpublished=_names(unpublished),
+        diff={"before": "".join(d["before"] for d in diffs), "after": "".join(d["after"] for d in diffs)},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The dns_records module as playbooks run it: records computed from the site, published to a real BIND
+(tests/unit/named_server.py) by signed dynamic update, check mode predicting the run, secrets never shown."""
+
+from __future__ import annotations
+
+import ad_hoc
+import pytest
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
+from named_server import SECRET, SECRETS, WRONG, free_port
+
+KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "A" * 348 + "IDAQAB"
+MX = [{"hostname": "mx1.site.test", "priority": 10, "addresses": ["192.0.2.10"]}]
+RINGS = [{"site.test": {"publish": [{"selector": "20261125", "key_type": "rsa", "public_key": KEY},
+                                    {"selector": "20261201", "key_type": "rsa", "public_key": None}]}}]
+DOMAINS = [{"name": "site.test", "mta_sts": {"mode": "testing"}}, {"name": "unhosted.test"}]
+
+
+def args(**extra) -> dict:
+    return {"domains": DOMAINS, "mx_hosts": MX, "dkim_rings": RINGS, "ttl": 300, "timeout": 2, **extra}
+
+
+def publisher(server: str, zone: str = "site.test", **extra) -> dict:
+    return {"zone": zone, "server": server, "key_name": "mail-update", "key_secret": SECRET, **extra}
+
+
+def run(arguments: dict, check: bool = False) -> dict:
+    result, output = ad_hoc.run_module("dns_records", arguments, check=check)
+    assert not any(secret in output for secret in SECRETS), "a TSIG secret is in the output"
+    return result
+
+
+def live(server: str, zone: str) -> dict:
+    return pub.read_zone(zone, server, pub.tsig_key("mail-update", "hmac-sha256", SECRET), timeout=2)
+
+
+def test_without_publishers_every_record_is_returned_and_nothing_asked():
+    result = run(args())
+    assert result["changed"] is False and result["zones"] == {}
+    names = {(r["name"], r["type"]) for r in result["domains"]["site.test"]["records"]}
+    assert {("site.test.", "MX"), ("20261125._domainkey.site.test.", "TXT"), ("_submission._tcp.site.test.", "SRV"),
+            ("_smtp._tls.site.test.", "TXT"), ("_mta-sts.site.test.", "TXT")} <= names
+    # A key check mode predicts (no public key yet) is not published.
+    assert not any("20261201" in r["name"] for r in result["domains"]["site.test"]["records"])
+    assert "_imaps._tcp.site.test.\t300\tIN\tSRV\t10 1 993 mx1.site.test.\n" in result["domains"]["site.test"]["zone"]
+    assert ("10.2.0.192.in-addr.arpa. PTR") in result["unpublished"]
+    assert len(result["unpublished"]) == (sum(len(d["records"]) for d in result["domains"].values())
+                                          + len(result["hosts"]["records"]))
+
+
+def test_check_mode_predicts_the_first_run_which_a_second_run_repeats_as_no_change(named):
+    publishers = [publisher(named), publisher(named, zone="2.0.192.in-addr.arpa")]
+    before = live(named, "site.test")
+    predicted = run(args(publishers=publishers), check=True)
+    assert predicted["changed"] is True and live(named, "site.test") == before
+    first = run(args(publishers=publishers))
+    assert first["changed"] is True and first["zones"] == predicted["zones"]
+    assert first["diff"] == predicted["diff"] and "20200101._domainkey.site.test." in first["diff"]["before"]
+    assert first["zones"]["site.test"]["removed"] == ["20200101._domainkey.site.test. TXT"]
+    assert first["zones"]["2.0.192.in-addr.arpa"]["added"] == ["10.2.0.192.in-addr.arpa. PTR"]
+    # unhosted.test is in no zone of the publishers: returned, not published.
+    assert "_dmarc.unhosted.test. TXT" in first["unpublished"] and "_dmarc.site.test. TXT" not in first["unpublished"]
+    zone = live(named, "site.test")
+    assert zone[("_imaps._tcp.site.test.", "SRV")]["values"] == ["10 1 993 mx1.site.test."]
+    assert sorted(zone[("site.test.", "TXT")]["values"]) == [["google-site-verification=abc"], ["v=spf1 mx -all"]]
+    assert zone[("google._domainkey.site.test.", "TXT")]["values"] == [["v=DKIM1; k=rsa; p=GOOGLE"]]
+    again = run(args(publishers=publishers))
+    assert again["changed"] is False and all(not any(v for k, v in z.items() if k != "server")
+                                             for z in again["zones"].values())
+
+
+def test_a_removed_selector_is_withdrawn_and_a_new_mx_host_added(named):
+    publishers = [publisher(named, zone="other.test")]
+    domains = [{"name": "other.test"}]
+    old_rings = [{"other.test": {"publish": [{"selector": "20261125", "key_type": "rsa", "public_key": KEY}]}}]
+    run(args(domains=domains, publishers=publishers, mx_hosts=[dict(MX[0], hostname="mx1.other.test")],
+             dkim_rings=old_rings))
+    rings = [{"other.test": {"publish": [{"selector": "20270101", "key_type": "rsa", "public_key": KEY}]}}]
+    hosts = [dict(MX[0], hostname="mx1.other.test"), {"hostname": "mx2.other.test", "priority": 20,
+                                                       "addresses": ["192.0.2.20"]}]
+    result = run(args(domains=domains, publishers=publishers, mx_hosts=hosts, dkim_rings=rings))
+    assert result["zones"]["other.test"]["removed"] == ["20261125._domainkey.other.test. TXT"]
+    zone = live(named, "other.test")
+    assert sorted(zone[("other.test.", "MX")]["values"]) == ["10 mx1.other.test.", "20 mx2.other.test."]
+    assert ("20270101._domainkey.other.test.", "TXT") in zone and ("20261125._domainkey.other.test.", "TXT") not in zone
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"key_secret": "not base64!"}, "TSIG secret of key mail-update is not base64"),
+    ({"server": "ns1.site.test"}, "DNS server 'ns1.site.test' must be an IP address, optionally followed by #port"),
+])
+def test_bad_publisher_fails_before_any_server_is_asked(change, message):
+    # Nothing listens on the port: a message about the server would mean the module asked it.
+    result = run(args(publishers=[{**publisher(f"127.0.0.1#{free_port()}"), **change}]))
+    assert result.get("failed") is True and result["msg"] == message
+
+
+def test_wrong_secret_and_refused_zone_change_nothing(named):
+    before = {zone: live(named, zone) for zone in ("site.test", "locked.test")}
+    wrong = run(args(publishers=[publisher(named, key_secret=WRONG)]))
+    assert wrong.get("failed") is True and "refused the TSIG key mail-update for site.test" in wrong["msg"]
+    # locked.test may be read but not updated; zones are changed in the order listed, so site.test, whose
+    # records this run would change (a new TTL), is left as it was.
+    refused = run(args(domains=DOMAINS + [{"name": "locked.test"}], ttl=600,
+                       publishers=[publisher(named, zone="locked.test"), publisher(named)]))
+    assert refused.get("failed") is True and "refused the update of locked.test" in refused["msg"]
+    assert {zone: live(named, zone) for zone in before} == before
+
+
+def test_zone_named_twice_is_refused():
+    result = run(args(publishers=[publisher("127.0.0.1"), publisher("127.0.0.1", zone="site.test.")]))
+    assert result.get("failed") is True and result["msg"] == "publishers: zone site.test is named twice"
