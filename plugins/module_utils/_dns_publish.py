@@ -30,6 +30,7 @@ import traceback
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import List, Union
 
 try:
     import dns.exception
@@ -66,7 +67,7 @@ DKIM_SELECTOR = re.compile(r"^[0-9]{8}(-[a-z0-9]+)*$")  # as _dkim_keyring.selec
 _SERVER = re.compile(r"^(?P<address>[0-9A-Fa-f.:]+)(?:#(?P<port>[0-9]{1,5}))?$")
 
 
-Value = str | list[str]  # a record's value: TXT as its character-strings, others as presentation text
+Value = Union[str, List[str]]  # a record's value: TXT as its character-strings, others as presentation text
 
 
 class DnsPublishError(ValueError):
@@ -298,7 +299,7 @@ def read_zone(zone: str, server: str, key: dns.tsig.Key, timeout: float = TIMEOU
     check_served(zone, server, timeout)
     address, port = parse_server(server)
     live = dns.zone.Zone(zone, relativize=False)
-    query, _ = dns.xfr.make_query(live, keyring=key)
+    query = dns.xfr.make_query(live, keyring=key)[0]
     with _talking(zone, server, key, "AXFR"):
         try:
             dns.query.inbound_xfr(address, live, query, port=port, timeout=timeout)
@@ -319,7 +320,7 @@ def apply(zone: str, server: str, key: dns.tsig.Key, changes: Plan, timeout: flo
         return
     origin = dns.name.from_text(zone)
     deletions, additions = updates(changes)
-    for name, *_ in deletions + additions:
+    for name, *_rest in deletions + additions:
         if not dns.name.from_text(fqdn(name)).is_subdomain(origin):
             raise DnsPublishError(f"{name} is not in zone {zone}")
     check_served(zone, server, timeout)

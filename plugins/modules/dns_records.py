@@ -26,7 +26,7 @@ description:
     The address records of the MX hosts and of C(mta-sts.D), and every other record set it publishes.
   - The zone is read by a zone transfer (AXFR) signed with the same key, so the key must be allowed to transfer
     the zone as well as to update it (docs/dns.md shows BIND and Knot settings).
-  - Records in no zone of O(publishers) (with none: every record) are only returned, in RV(unpublished).
+  - Records in no zone of O(publishers) (with no publishers, every record) are only returned, in RV(unpublished).
   - Every input is checked before any server is asked; every zone is read and planned before any is changed.
     Failure messages name the server, zone and key, never the secret.
 version_added: 0.3.0

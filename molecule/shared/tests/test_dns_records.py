@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import dns.resolver
 import dns.reversename
 import pytest
 from conftest import host_address, key_ring, mail_hosts, run_playbook
@@ -38,8 +37,19 @@ def test_spf_dmarc_and_tlsrpt_resolve(published_records, scenario_dns):
         "ruf=mailto:dmarc@one.test"]
     assert txt(scenario_dns, "_dmarc.two.test") == ["v=DMARC1; p=reject; sp=reject; aspf=s; adkim=s; fo=1"]
     assert txt(scenario_dns, "_smtp._tls.one.test") == ["v=TLSRPTv1; rua=mailto:tlsrpt@one.test"]
-    with pytest.raises(dns.resolver.NXDOMAIN):
-        scenario_dns.resolve("_smtp._tls.two.test", "TXT")
+    # Without tlsrpt_rua, reports go to the domain's postmaster.
+    assert txt(scenario_dns, "_smtp._tls.two.test") == ["v=TLSRPTv1; rua=mailto:postmaster@two.test"]
+
+
+@pytest.mark.parametrize("service, port", [("_submissions._tcp", 465), ("_submission._tcp", 587),
+                                           ("_imaps._tcp", 993), ("_imap._tcp", 143)])
+def test_mail_clients_find_every_host_by_srv(published_records, scenario_dns, host_vars, service, port):
+    """RFC 6186: what Thunderbird and other clients look up, each pointing at a port the hosts serve."""
+    mail_hostnames = sorted(f"{h.ansible.get_variables()['mail_hostname']}." for h in mail_hosts())
+    for domain in host_vars["mail_domains"]:
+        answer = scenario_dns.resolve(f"{service}.{domain['name']}", "SRV")
+        assert sorted((r.target.to_text(), r.port, r.priority) for r in answer) == [
+            (name, port, 10) for name in mail_hostnames]
 
 
 def test_hosts_file_gives_each_address_its_ptr(published_records, host, host_vars):

@@ -75,8 +75,8 @@ def test_a_removed_selector_is_withdrawn_and_a_new_mx_host_added(named):
     run(args(domains=domains, publishers=publishers, mx_hosts=[dict(MX[0], hostname="mx1.other.test")],
              dkim_rings=old_rings))
     rings = [{"other.test": {"publish": [{"selector": "20270101", "key_type": "rsa", "public_key": KEY}]}}]
-    hosts = [dict(MX[0], hostname="mx1.other.test"), {"hostname": "mx2.other.test", "priority": 20,
-                                                       "addresses": ["192.0.2.20"]}]
+    hosts = [dict(MX[0], hostname="mx1.other.test"),
+             {"hostname": "mx2.other.test", "priority": 20, "addresses": ["192.0.2.20"]}]
     result = run(args(domains=domains, publishers=publishers, mx_hosts=hosts, dkim_rings=rings))
     assert result["zones"]["other.test"]["removed"] == ["20261125._domainkey.other.test. TXT"]
     zone = live(named, "other.test")
