@@ -175,6 +175,7 @@ unpublished:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish import (
+    ALGORITHMS,
     DNSPYTHON_IMPORT_ERROR,
     DnsPublishError,
     apply,
@@ -213,9 +214,7 @@ def main() -> None:
                 "zone": {"type": "str", "required": True},
                 "server": {"type": "str", "required": True},
                 "key_name": {"type": "str", "required": True, "no_log": False},
-                "key_algorithm": {"type": "str", "default": "hmac-sha256",
-                                  "choices": ["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224",
-                                              "hmac-sha1", "hmac-md5"]},
+                "key_algorithm": {"type": "str", "default": "hmac-sha256", "choices": list(ALGORITHMS)},
                 "key_secret": {"type": "str", "required": True, "no_log": True},
             }},
             "timeout": {"type": "float", "default": 10},
