@@ -8,12 +8,14 @@ same key. Deciding what to change is a plain function (`plan`) over the wanted r
 What the collection owns in a zone, for each mail domain D of it (nothing else is ever changed or removed):
 - at D itself: the whole MX rrset, and of the TXT records only the SPF ones (joined value "v=spf1", alone
   or followed by a space, in any case; RFC 7208 4.5): a "google-site-verification=..." beside it is the user's;
-- every record of the published type at _dmarc.D, _mta-sts.D, _smtp._tls.D (TXT), mta-sts.D (A, AAAA),
+- every record of the published type at _dmarc.D, _mta-sts.D, _smtp._tls.D (TXT), mta-sts.D (A, AAAA, CAA),
   _submission._tcp.D, _submissions._tcp.D, _imap._tcp.D, _imaps._tcp.D (SRV, RFC 6186 and 8314);
 - DKIM keys <selector>._domainkey.D (TXT) whose selector is the collection's (a date first: 20261125,
   20261125-ed25519, 20261125-mx1-ed25519, 20261125-2); `google`, `s1`, `selector1` are other senders';
-- the A and AAAA records of the names the wanted records give addresses to, and the TLSA records at
-  _25._tcp.<host> of the hosts the wanted MX records name;
+- the A and AAAA records of the names the wanted records give addresses to; of each host the wanted MX
+  records name, the TLSA records at _25._tcp.<host> and the CAA records at <host> (every tag: the names the
+  mail certificates cover; never at a mail domain D itself, whose CAA records bind the user's other
+  certificates);
 - every wanted rrset, except the shared TXT rrset at D.
 Records are dicts {name, type, ttl, values} as _dns_records makes them: absolute names, TXT values as lists
 of character-strings, other values in presentation form with absolute names (a name without its final dot
@@ -53,14 +55,14 @@ except ImportError:
 else:
     DNSPYTHON_IMPORT_ERROR = None
 
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn, zone_fragment
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import TLSA_PREFIX, fqdn, zone_fragment
 
 TIMEOUT = 10.0  # seconds per message
 # hmac-sha256 or stronger is recommended; the rest are accepted for old servers (RFC 8945 6).
 ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5")
 # Names under a mail domain that are entirely the collection's, with the types it publishes there.
 OWNED_NAMES = {
-    "_dmarc": ("TXT",), "_mta-sts": ("TXT",), "_smtp._tls": ("TXT",), "mta-sts": ("A", "AAAA"),
+    "_dmarc": ("TXT",), "_mta-sts": ("TXT",), "_smtp._tls": ("TXT",), "mta-sts": ("A", "AAAA", "CAA"),
     "_submission._tcp": ("SRV",), "_submissions._tcp": ("SRV",), "_imap._tcp": ("SRV",), "_imaps._tcp": ("SRV",),
 }
 DKIM_SELECTOR = re.compile(r"^[0-9]{8}(-[a-z0-9]+)*$")  # as _dkim_keyring.selector_for makes them
@@ -124,11 +126,14 @@ def owned(name: str, rdtype: str, value: Value, domains: Iterable[str],
     the names the wanted records give addresses to; mx_hosts: the names the wanted MX records point to."""
     name, rdtype = fqdn(name).lower(), rdtype.upper()
     hosts, mx_hosts = {fqdn(h).lower() for h in hosts}, {fqdn(h).lower() for h in mx_hosts}
+    domains = [fqdn(d).lower() for d in domains]
     if rdtype in ("A", "AAAA") and name in hosts:
         return True
-    if rdtype == "TLSA" and name.startswith("_25._tcp.") and name.removeprefix("_25._tcp.") in mx_hosts:
+    if rdtype == "TLSA" and name.startswith(TLSA_PREFIX) and name.removeprefix(TLSA_PREFIX) in mx_hosts:
         return True
-    for domain in (fqdn(d).lower() for d in domains):
+    if rdtype == "CAA" and name in mx_hosts and name not in domains:
+        return True
+    for domain in domains:
         if name == domain:
             return rdtype == "MX" or (rdtype == "TXT" and _is_spf(value))
         if not name.endswith("." + domain):

@@ -9,12 +9,13 @@ character-strings of at most 255 octets each (RFC 1035 3.3.14, RFC 7208 3.3).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
-from ansible_collections.opendove.mailserver.plugins.module_utils._names import is_hostname, split_address
+from ansible_collections.opendove.mailserver.plugins.module_utils._names import is_hostname, name_problem, split_address
 
 TXT_STRING_MAX = 255
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4
@@ -34,6 +35,8 @@ _LOOKUP_TERMS = {"include", "a", "mx", "ptr", "exists", "redirect"}
 CLIENT_SERVICES = (("_submissions._tcp", "submissions"), ("_submission._tcp", "submission"),
                    ("_imaps._tcp", "imaps"), ("_imap._tcp", "imap"))
 DEFAULT_CLIENT_PORTS = {"submissions": 465, "submission": 587, "imaps": 993, "imap": 143}
+# Where SMTP clients look for an MX host's TLSA records (RFC 7672 2.2.1: port 25 of the MX name).
+TLSA_PREFIX = "_25._tcp."
 
 
 class DnsRecordError(ValueError):
@@ -236,15 +239,18 @@ def tlsrpt_addresses(domain: Mapping) -> list:
 
 def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],
                    ttl: int = 3600, policy_mx: Iterable[str] | None = None,
-                   client_ports: Mapping[str, int | None] | None = None) -> list[dict]:
+                   client_ports: Mapping[str, int | None] | None = None,
+                   caa_issuers: Iterable[str] = ()) -> list[dict]:
     """Every record of one mail domain: MX, SPF, DKIM, DMARC, TLSRPT (unless turned off), MTA-STS (if it has an
-    `mta_sts` entry: the `_mta-sts` id and the policy host's addresses) and the mail clients' SRV records.
+    `mta_sts` entry: the `_mta-sts` id, the policy host's addresses and, with caa_issuers, its CAA records) and
+    the mail clients' SRV records.
 
     mx_hosts: [{hostname, priority, addresses}], the hosts that receive mail for every domain; each serves
     the MTA-STS policy too, so `mta-sts.<domain>` has all their addresses.
     dkim_keys: [{selector, key_type, public_key}], the keys to publish for this domain.
     policy_mx: the MX names the MTA-STS policy lists (the mta_sts role's); None: the mx_hosts' names.
     client_ports: {submissions, submission, imaps, imap: port, 0 or None when off}; None: DEFAULT_CLIENT_PORTS.
+    caa_issuers: the CAs that may issue the policy host's certificate (caa_records); never published at D.
     """
     name = domain["name"]
     mx_hosts = list(mx_hosts)
@@ -277,6 +283,7 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
         if not addresses:
             raise DnsRecordError(f"{name}: no address for {_mta_sts.policy_host(name)} (the MX hosts serve it)")
         records.extend(address_records(_mta_sts.policy_host(name), addresses, ttl))
+        records.extend(caa_records(_mta_sts.policy_host(name), caa_issuers, ttl))
     return records + srv_records(name, mx_hosts, DEFAULT_CLIENT_PORTS if client_ports is None else client_ports, ttl)
 
 
@@ -293,15 +300,79 @@ def address_records(name: str, addresses: Iterable[str], ttl: int = 3600) -> lis
     return records
 
 
-def host_records(hostname: str, addresses: Iterable[str], ttl: int = 3600) -> list[dict]:
-    """The address records of an MX host and the PTR each of its addresses must have (FCrDNS)."""
+def host_records(hostname: str, addresses: Iterable[str], ttl: int = 3600, certificates: Iterable[str] = (),
+                 caa_issuers: Iterable[str] = ()) -> list[dict]:
+    """The address records of an MX host and the PTR each of its addresses must have (FCrDNS), then its TLSA
+    records (one per key of certificates, tlsa_records) and its CAA records (caa_records)."""
     if not is_hostname(hostname):
         raise DnsRecordError(f"{hostname!r} is not a host name")
     records = []
     for record in address_records(hostname, addresses, ttl):
         ip = ipaddress.ip_address(record["values"][0])
         records += [record, {"name": ip.reverse_pointer + ".", "type": "PTR", "ttl": ttl, "values": [fqdn(hostname)]}]
-    return records
+    return records + tlsa_records(hostname, certificates, ttl) + caa_records(hostname, caa_issuers, ttl)
+
+
+def tlsa_value(certificate: str) -> str:
+    """The TLSA record of a certificate for DANE SMTP (RFC 7672 3.1.1; RFC 7671 5.1): `3 1 1` (DANE-EE, the
+    SubjectPublicKeyInfo, SHA-256) and the hex SHA-256 of the DER SubjectPublicKeyInfo of the first certificate
+    of a PEM text (a chain, leaf first). It names the key, so it stays the same when a renewal keeps the key."""
+    # Imported here: dkim_keys runs the rest of this file on mail hosts that may lack cryptography.
+    try:
+        from cryptography import x509  # pylint: disable=import-outside-toplevel
+        from cryptography.exceptions import UnsupportedAlgorithm  # pylint: disable=import-outside-toplevel
+        from cryptography.hazmat.primitives import serialization  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise DnsRecordError("TLSA records need the Python package cryptography where they are computed") from exc
+    if not isinstance(certificate, str):
+        raise DnsRecordError(f"is a {type(certificate).__name__}, not PEM text")
+    try:
+        # The first CERTIFICATE block; others (the chain, a key in the same file) are skipped.
+        public_key = x509.load_pem_x509_certificate(certificate.encode("utf-8", "surrogateescape")).public_key()
+    except ValueError:
+        raise DnsRecordError("is not a PEM certificate (no -----BEGIN CERTIFICATE----- block that parses)") from None
+    except UnsupportedAlgorithm:
+        raise DnsRecordError("has a public key of an algorithm cryptography does not know") from None
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+
+
+def tlsa_records(hostname: str, certificates: Iterable[str], ttl: int = 3600) -> list[dict]:
+    """The TLSA records at _25._tcp.<hostname>: one per distinct key of certificates (the current certificate
+    and, during a change, the next one), sorted; [] without certificates."""
+    if isinstance(certificates, (str, bytes)) or not isinstance(certificates, Iterable):
+        raise DnsRecordError(f"{hostname}: certificates must be a list of PEM texts")
+    values = set()
+    for index, certificate in enumerate(certificates):
+        try:
+            values.add(tlsa_value(certificate))
+        except DnsRecordError as exc:
+            raise DnsRecordError(f"{hostname}: certificates[{index}] {exc}") from None
+    if not values:
+        return []
+    return [{"name": fqdn(TLSA_PREFIX + hostname), "type": "TLSA", "ttl": ttl, "values": sorted(values)}]
+
+
+def check_caa_issuers(issuers: object) -> list[str]:
+    """The issuer domain names of CAA `issue` records (RFC 8659 4.2: the CA's domain, as it documents it, e.g.
+    letsencrypt.org), sorted, each once; None is none."""
+    if issuers is None:
+        return []
+    if isinstance(issuers, (str, bytes)) or not isinstance(issuers, Iterable):
+        raise DnsRecordError(f"CAA issuers {issuers!r} must be a list of CA domain names")
+    issuers = list(issuers)
+    for issuer in issuers:
+        problem = name_problem(issuer)
+        if problem:
+            raise DnsRecordError(f"CAA issuer {issuer!r} is not a CA's domain name: {problem}")
+    return sorted(set(issuers))
+
+
+def caa_records(name: str, issuers: Iterable[str], ttl: int = 3600) -> list[dict]:
+    """The CAA record set (RFC 8659) that lets only issuers issue certificates for name: `0 issue "<ca>"` each,
+    which also covers wildcards (4.3); [] without issuers (any CA may, unless a parent name says otherwise)."""
+    values = [f'0 issue "{issuer}"' for issuer in check_caa_issuers(issuers)]
+    return [{"name": fqdn(name), "type": "CAA", "ttl": ttl, "values": values}] if values else []
 
 
 def zone_fragment(records: Iterable[Mapping]) -> str:
@@ -324,20 +395,31 @@ def zone_fragment(records: Iterable[Mapping]) -> str:
 
 def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_rings: Iterable[Mapping],
                  ttl: int = 3600, policy_mx: Iterable[str] | None = None,
-                 client_ports: Mapping[str, int | None] | None = None) -> dict:
-    """{"domains": {name: records}, "hosts": records}: every domain's records and the MX hosts' address and PTR
-    records.
+                 client_ports: Mapping[str, int | None] | None = None, caa_issuers: Iterable[str] = ()) -> dict:
+    """{"domains": {name: records}, "hosts": records}: every domain's records and the MX hosts' address, PTR,
+    TLSA and CAA records.
 
+    mx_hosts: [{hostname, priority, addresses, certificates}]; certificates (optional): PEM texts whose keys get
+    TLSA records (tlsa_records).
     dkim_rings: the `domains` result of opendove.mailserver.dkim_keys of each host, {domain: {publish: [{selector,
     key_type, public_key}]}}; keys not made yet (no public key, as check mode predicts them) are left out.
+    caa_issuers: the CAs that may issue the mail certificates: CAA records at each MX host name and at
+    mta-sts.<domain> of the domains with MTA-STS, the names those certificates cover; never at a mail domain
+    itself, where they would also bind the domain's other certificates (a web server's).
     """
     mx_hosts = list(mx_hosts)
     dkim_rings = list(dkim_rings)
+    domains = list(domains)
+    caa_issuers = check_caa_issuers(caa_issuers)
+    apexes = {fqdn(domain["name"]).lower() for domain in domains}
     result: dict = {"domains": {}, "hosts": []}
     for domain in domains:
         keys = [key for ring in dkim_rings for key in ring.get(domain["name"], {}).get("publish", [])
                 if key.get("public_key") is not None]
-        result["domains"][domain["name"]] = domain_records(domain, mx_hosts, keys, ttl, policy_mx, client_ports)
+        result["domains"][domain["name"]] = domain_records(domain, mx_hosts, keys, ttl, policy_mx, client_ports,
+                                                           caa_issuers)
     for host in mx_hosts:
-        result["hosts"] += host_records(host["hostname"], host["addresses"], ttl)
+        apex = fqdn(host["hostname"]).lower() in apexes
+        result["hosts"] += host_records(host["hostname"], host["addresses"], ttl, host.get("certificates") or [],
+                                        [] if apex else caa_issuers)
     return result

@@ -11,7 +11,9 @@ short_description: Compute the DNS records of the mail site and publish them by 
 description:
   - Computes every record the mail domains and their MX hosts need (MX, SPF, DKIM, DMARC, TLSRPT, MTA-STS, the
     RFC 6186 SRV records mail clients look up, the MX hosts' address records and the PTR records their addresses
-    need) from the site model, the MX hosts and their DKIM key rings.
+    need) from the site model, the MX hosts and their DKIM key rings; with their certificates, the MX hosts' TLSA
+    records (DANE, RFC 7672); with O(caa_issuers), CAA records (RFC 8659) at the names the mail certificates
+    cover.
   - With O(publishers), publishes them by dynamic update (RFC 2136) signed with TSIG to the primary server of each
     zone named. Records the collection owns that are missing are added, different ones changed, and owned ones
     no longer wanted removed (a retired DKIM selector, an old C(_mta-sts) id, a removed MX host's SRV target).
@@ -24,6 +26,10 @@ description:
     DKIM records C(<selector>._domainkey.D) whose selector is the collection's (eight digits first, as
     V(20261125) or V(20261125-mx1-ed25519)); other senders' selectors (V(google), V(s1)) are never touched.
     The address records of the MX hosts and of C(mta-sts.D), and every other record set it publishes.
+    Of each MX host H (a name the MX records of the zone point to), every TLSA record at C(_25._tcp.H) and
+    every CAA record at C(H) (every tag), and every CAA record at C(mta-sts.D); these are removed when
+    O(mx_hosts) gives H no certificates, or O(caa_issuers) is empty. CAA records at D itself (which bind every
+    certificate of D, a web server's too) are never touched.
   - The zone is read by a zone transfer (AXFR) signed with the same key, so the key must be allowed to transfer
     the zone as well as to update it (docs/dns.md shows BIND and Knot settings).
   - Records in no zone of O(publishers) (with no publishers, every record) are only returned, in RV(unpublished).
@@ -33,6 +39,7 @@ version_added: 0.3.0
 author: opendove.mailserver contributors (!UNKNOWN)
 requirements:
   - dnspython >= 2.0 (on the host the module runs on, usually the controller)
+  - cryptography (there too, for TLSA records only)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -52,7 +59,12 @@ options:
     elements: dict
     required: true
   mx_hosts:
-    description: Every MX host of the site, C({hostname, priority, addresses}).
+    description:
+      - Every MX host of the site, C({hostname, priority, addresses, certificates}).
+      - C(certificates) (optional) is a list of PEM texts, each a certificate chain that begins with the host's
+        certificate, the one it serves and, during a certificate change, the one that will replace it. Each
+        distinct key gets a TLSA record C(_25._tcp.<hostname>. TLSA 3 1 1 <SHA-256 of the key>) (DANE-EE,
+        SubjectPublicKeyInfo, SHA-256; RFC 7672 3.1.1); no certificates, no TLSA records for the host.
     type: list
     elements: dict
     required: true
@@ -62,6 +74,14 @@ options:
         on each MX host; every host's published and active keys are published.
     type: list
     elements: dict
+    default: []
+  caa_issuers:
+    description:
+      - The domain names of the CAs that may issue the mail certificates (V(letsencrypt.org)). Each gets a CAA
+        record C(0 issue "<ca>") at every MX host name and at C(mta-sts.D) of each domain with MTA-STS, never at
+        a mail domain itself. Empty, no CAA records.
+    type: list
+    elements: str
     default: []
   ttl:
     description: TTL of every record, in seconds.
@@ -135,8 +155,13 @@ EXAMPLES = r"""
 - name: Publish the mail records of example.com
   opendove.mailserver.dns_records:
     domains: "{{ mail_domains }}"
-    mx_hosts: [{hostname: mx1.example.com, priority: 10, addresses: [192.0.2.25]}]
+    mx_hosts:
+      - hostname: mx1.example.com
+        priority: 10
+        addresses: [192.0.2.25]
+        certificates: ["{{ lookup('ansible.builtin.file', 'certs/mx1.example.com.pem') }}"]
     dkim_rings: "{{ dkim_query.results | map(attribute='domains') | list }}"
+    caa_issuers: [letsencrypt.org]
     publishers:
       - zone: example.com
         server: 192.0.2.53
@@ -157,7 +182,9 @@ domains:
   sample: {"example.com": {"records": [{"name": "example.com.", "type": "MX", "ttl": 3600, "values": ["10 mx1.example.com."]}],
                            "zone": "example.com.\t3600\tIN\tMX\t10 mx1.example.com.\n"}}
 hosts:
-  description: The MX hosts' address records and the PTR record each address needs, as C(records) and C(zone).
+  description:
+    - The MX hosts' address records, the PTR record each address needs, and their TLSA and CAA records, as
+      C(records) and C(zone).
   returned: always
   type: dict
 zones:
@@ -202,6 +229,7 @@ def main() -> None:
             "domains": {"type": "list", "elements": "dict", "required": True},
             "mx_hosts": {"type": "list", "elements": "dict", "required": True},
             "dkim_rings": {"type": "list", "elements": "dict", "default": []},
+            "caa_issuers": {"type": "list", "elements": "str", "default": []},
             "ttl": {"type": "int", "default": 3600},
             "mta_sts_mx_hosts": {"type": "list", "elements": "str", "default": []},
             "client_ports": {"type": "dict", "default": {}, "options": {
@@ -227,7 +255,7 @@ def main() -> None:
                          exception=DNSPYTHON_IMPORT_ERROR)
     try:
         computed = site_records(params["domains"], params["mx_hosts"], params["dkim_rings"], params["ttl"],
-                                params["mta_sts_mx_hosts"] or None, params["client_ports"])
+                                params["mta_sts_mx_hosts"] or None, params["client_ports"], params["caa_issuers"])
         publishers = {}
         for publisher in params["publishers"]:
             zone = publisher["zone"].rstrip(".").lower()

@@ -21,9 +21,10 @@ OTHER = base64.b64encode(os.urandom(32)).decode()  # named's other key, granted 
 WRONG = base64.b64encode(os.urandom(32)).decode()  # named knows no key with this secret
 SECRETS = (SECRET, OTHER, WRONG)
 # Zones the key mail-update may update and transfer; locked.test may be transferred, not updated.
-ZONES = ("example.test", "change.test", "ttl.test", "site.test", "other.test", "2.0.192.in-addr.arpa")
+ZONES = ("example.test", "change.test", "ttl.test", "site.test", "other.test", "role.test", "dane.test",
+         "2.0.192.in-addr.arpa")
 # Relative names, so the one file serves every zone; mx1 needs its address: BIND refuses an update after which
-# an in-zone MX target has none (check-integrity).
+# an in-zone MX target has none (check-integrity). The CAA record at the apex is the user's (their web server's).
 ZONE_FILE = """$TTL 300
 @ SOA ns1 hostmaster 1 3600 600 86400 300
 @ NS ns1
@@ -32,6 +33,7 @@ ns1 A 127.0.0.1
 mx1 A 192.0.2.10
 @ TXT "google-site-verification=abc"
 @ TXT "v=spf1 a -all"
+@ CAA 0 issue "pki.goog"
 google._domainkey TXT "v=DKIM1; k=rsa; p=GOOGLE"
 20200101._domainkey TXT "v=DKIM1; k=rsa; p=OLD"
 """

@@ -34,7 +34,8 @@ def test_spec_tunables_all_have_defaults(role):
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
 def test_every_os_vars_file_defines_the_same_names(role):
-    if not (role / "vars").is_dir():
+    loads_platform_vars = any("mail_platform_vars_file" in f.read_text() for f in (role / "tasks").glob("*.yml"))
+    if not loads_platform_vars:
         pytest.skip(f"{role.name} has no platform names")
     files = sorted((role / "vars").glob("[A-Z]*.yml"))
     names = [set(load(f)) for f in files]

@@ -70,6 +70,8 @@ def test_parse_server_refuses_anything_else(server):
 
 # --- Ownership
 
+CAA_LE = '0 issue "letsencrypt.org"'
+
 
 @pytest.mark.parametrize("name, rdtype, value, hosts, expected", [
     (D, "MX", "10 mx1.example.test.", {}, True),
@@ -116,6 +118,17 @@ def test_parse_server_refuses_anything_else(server):
     ("_25._tcp.mx1.example.test.", "TLSA", "3 1 1 ab", {"mx_hosts": ["mx1.example.test."]}, True),
     ("_25._tcp.mx1.example.test.", "TXT", ["x"], {"mx_hosts": ["mx1.example.test."]}, False),
     ("_25._tcp.www.example.test.", "TLSA", "3 1 1 ab", {"mx_hosts": ["mx1.example.test."]}, False),
+    ("mx1.example.test.", "CAA", CAA_LE, {"mx_hosts": ["mx1.example.test."]}, True),
+    ("MX1.example.test", "caa", '0 iodef "mailto:ca@example.test"', {"mx_hosts": ["mx1.example.test"]}, True),
+    ("mx1.example.test.", "CAA", CAA_LE, {}, False),
+    ("mx1.example.test.", "CAA", CAA_LE, {"hosts": ["mx1.example.test."]}, False),
+    ("www.example.test.", "CAA", CAA_LE, {"mx_hosts": ["mx1.example.test."]}, False),
+    ("_25._tcp.mx1.example.test.", "CAA", CAA_LE, {"mx_hosts": ["mx1.example.test."]}, False),
+    ("mta-sts.example.test.", "CAA", CAA_LE, {}, True),
+    ("mta-sts.sub.example.test.", "CAA", CAA_LE, {}, False),
+    (D, "CAA", CAA_LE, {}, False),
+    (D, "CAA", CAA_LE, {"mx_hosts": [D]}, False),
+    ("other.example.", "CAA", CAA_LE, {"mx_hosts": ["other.example."]}, False),
 ])
 def test_owned(name, rdtype, value, hosts, expected):
     assert pub.owned(name, rdtype, value, [D, "other.example"], **hosts) is expected
@@ -201,6 +214,21 @@ def summary(changes: pub.Plan) -> dict:
                                    ("_25._tcp.www", "TLSA"): (300, [TLSA_WWW])}),
                  {"remove": [("_25._tcp.mx1.example.test.", "TLSA", 300, [TLSA_OLD], None)]},
                  id="stale-tlsa-of-an-mx-host"),
+    pytest.param([*WANTED, record("_25._tcp.mx1.example.test.", "TLSA", 300, TLSA_OLD, TLSA_WWW)],
+                 live_with({("_25._tcp.mx1", "TLSA"): (300, [TLSA_OLD])}),
+                 {"change": [("_25._tcp.mx1.example.test.", "TLSA", 300, [TLSA_OLD, TLSA_WWW],
+                              {"ttl": 300, "values": [TLSA_OLD]})]},
+                 id="next-certificate-beside-the-current"),
+    pytest.param(WANTED, live_with({("mx1", "CAA"): (300, [CAA_LE]), ("mta-sts", "CAA"): (300, [CAA_LE]),
+                                   ("@", "CAA"): (300, ['0 issue "pki.goog"']), ("www", "CAA"): (300, [CAA_LE])}),
+                 {"remove": [("mta-sts.example.test.", "CAA", 300, [CAA_LE], None),
+                             ("mx1.example.test.", "CAA", 300, [CAA_LE], None)]},
+                 id="caa-of-the-mail-names-only"),
+    pytest.param([*WANTED, record("mx1.example.test.", "CAA", 300, CAA_LE)],
+                 live_with({("mx1", "CAA"): (300, ['0 issue "pki.goog"', '0 iodef "mailto:ca@example.test"'])}),
+                 {"change": [("mx1.example.test.", "CAA", 300, [CAA_LE],
+                              {"ttl": 300, "values": ['0 issue "pki.goog"', '0 iodef "mailto:ca@example.test"']})]},
+                 id="caa-of-an-mx-host-owned-whole"),
     pytest.param(WANTED, live_with({("_mta-sts", "TXT"): (300, [["v=STSv1; id=1"]]), ("mta-sts", "A"): (300, ["192.0.2.10"]),
                                    ("_submission._tcp", "SRV"): (300, ["0 1 587 mx1.example.test."])}),
                  {"remove": [("_mta-sts.example.test.", "TXT", 300, [["v=STSv1; id=1"]], None),

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import shutil
+import subprocess
+
 import dns.rdatatype
 import dns.zone
 import pytest
+from certificates import certificate, new_key, private_key_pem
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_records as rec
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
 
@@ -284,3 +290,162 @@ def test_site_records_publish_every_hosts_made_keys_once_per_domain():
         ("mx1.example.test.", "A"), ("1.2.0.192.in-addr.arpa.", "PTR"),
         ("mx2.example.test.", "A"), ("2.2.0.192.in-addr.arpa.", "PTR")]
     assert "2.2.0.192.in-addr.arpa.\t300\tIN\tPTR\tmx2.example.test.\n" in rec.zone_fragment(result["hosts"])
+
+
+# --- TLSA (DANE, RFC 7672) and CAA (RFC 8659)
+
+
+def _der_element(der: bytes, offset: int) -> tuple[int, int]:
+    """(start of the contents, end) of the DER element at offset."""
+    length, start = der[offset + 1], offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length, start = int.from_bytes(der[start:start + count], "big"), start + count
+    return start, start + length
+
+
+def spki_of(pem: str) -> bytes:
+    """The SubjectPublicKeyInfo of the first certificate of pem, its bytes as they are in the certificate: the
+    seventh element of tbsCertificate (RFC 5280 4.1), the sixth when the version is left out."""
+    lines = pem.splitlines()
+    body = lines[lines.index("-----BEGIN CERTIFICATE-----") + 1:lines.index("-----END CERTIFICATE-----")]
+    der = base64.b64decode("".join(body))
+    offset = _der_element(der, 0)[0]  # tbsCertificate, the first element of Certificate
+    offset, tbs_end = _der_element(der, offset)
+    elements = []
+    while offset < tbs_end:
+        end = _der_element(der, offset)[1]
+        elements.append(der[offset:end])
+        offset = end
+    return elements[6 if elements[0][0] == 0xA0 else 5]
+
+
+@pytest.mark.parametrize("kind", ["ec", "rsa", "ed25519"])
+def test_tlsa_value_is_the_sha256_of_the_certificates_public_key_info(kind):
+    pem = certificate("mx1.example.test", new_key(kind))
+    assert rec.tlsa_value(pem) == "3 1 1 " + hashlib.sha256(spki_of(pem)).hexdigest()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
+def test_tlsa_value_is_what_openssl_computes():
+    pem = certificate("mx1.example.test", new_key("rsa"))
+    public_key = subprocess.run(["openssl", "x509", "-pubkey", "-noout"], input=pem.encode(), capture_output=True,
+                                check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=public_key, capture_output=True,
+                         check=True).stdout
+    assert rec.tlsa_value(pem) == "3 1 1 " + hashlib.sha256(der).hexdigest()
+
+
+def test_tlsa_value_is_of_the_first_certificate_of_a_chain_and_skips_a_key_before_it():
+    key = new_key()
+    leaf, issuer = certificate("mx1.example.test", key), certificate("ca.example.test")
+    expected = "3 1 1 " + hashlib.sha256(spki_of(leaf)).hexdigest()
+    assert rec.tlsa_value(leaf + issuer) == expected
+    assert rec.tlsa_value(private_key_pem(key) + leaf + issuer) == expected
+    assert rec.tlsa_value(leaf + issuer) != rec.tlsa_value(issuer + leaf)
+
+
+def test_tlsa_value_stays_when_a_renewal_keeps_the_key():
+    key = new_key()
+    assert rec.tlsa_value(certificate("mx1.example.test", key, days=90)) == \
+        rec.tlsa_value(certificate("mx1.example.test", key, days=30))
+
+
+def test_tlsa_records_of_the_current_and_the_next_certificate():
+    current, following = certificate("mx1.example.test"), certificate("mx1.example.test")
+    records = rec.tlsa_records("mx1.example.test", [current, following], ttl=300)
+    assert records == [{"name": "_25._tcp.mx1.example.test.", "type": "TLSA", "ttl": 300,
+                        "values": sorted([rec.tlsa_value(current), rec.tlsa_value(following)])}]
+    assert rec.tlsa_records("mx1.example.test", [following, current], ttl=300) == records
+
+
+def test_tlsa_records_of_two_certificates_with_one_key_are_one():
+    key = new_key()
+    records = rec.tlsa_records("mx1.example.test", [certificate("mx1.example.test", key),
+                                                    certificate("mx1.example.test", key, days=30)])
+    assert [r["values"] for r in records] == [[rec.tlsa_value(certificate("mx1.example.test", key))]]
+
+
+def test_no_certificate_no_tlsa_record():
+    assert rec.tlsa_records("mx1.example.test", []) == []
+    mx = [dict(MX_WITH_ADDRESSES[0], certificates=[]), MX_WITH_ADDRESSES[1]]
+    result = rec.site_records([{"name": "example.test"}], mx, [])
+    assert not [r for r in result["hosts"] if r["type"] == "TLSA"]
+
+
+@pytest.mark.parametrize("pem, problem", [
+    ("", "is not a PEM certificate"),
+    ("junk", "is not a PEM certificate"),
+    ("-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBCwUAMBExDzANBgNVBAMMBnVu\n"
+     "-----END CERTIFICATE-----\n", "is not a PEM certificate"),
+    (private_key_pem(new_key()), "is not a PEM certificate"),
+    (b"-----BEGIN CERTIFICATE-----", "is a bytes, not PEM text"),
+])
+def test_a_certificate_that_does_not_parse_is_refused_with_the_host_named(pem, problem):
+    with pytest.raises(rec.DnsRecordError, match=f"^mx2.example.test: certificates\\[1\\] {problem}"):
+        rec.tlsa_records("mx2.example.test", [certificate("mx2.example.test"), pem])
+    mx = [dict(MX_WITH_ADDRESSES[1], certificates=[certificate("mx2.example.test"), pem])]
+    with pytest.raises(rec.DnsRecordError, match="^mx2.example.test: certificates"):
+        rec.site_records([{"name": "example.test"}], mx, [])
+
+
+def test_certificates_must_be_a_list():
+    with pytest.raises(rec.DnsRecordError, match="mx1.example.test: certificates must be a list of PEM texts"):
+        rec.tlsa_records("mx1.example.test", certificate("mx1.example.test"))
+
+
+def test_caa_records_let_only_the_issuers_issue():
+    assert rec.caa_records("mx1.example.test", ["letsencrypt.org", "buypass.com", "letsencrypt.org"], 300) == [
+        {"name": "mx1.example.test.", "type": "CAA", "ttl": 300,
+         "values": ['0 issue "buypass.com"', '0 issue "letsencrypt.org"']}]
+    assert rec.caa_records("mx1.example.test", []) == []
+
+
+@pytest.mark.parametrize("issuers, problem", [
+    (["Let's Encrypt"], "CAA issuer \"Let's Encrypt\" is not a CA's domain name"),
+    (["LetsEncrypt.org"], "CAA issuer 'LetsEncrypt.org' is not a CA's domain name: it has upper-case letters: "
+                          "write 'letsencrypt.org'"),
+    (["letsencrypt.org."], "CAA issuer 'letsencrypt.org.' is not a CA's domain name: it ends with a dot"),
+    (["https://letsencrypt.org"], "CAA issuer 'https://letsencrypt.org' is not a CA's domain name: it has a scheme"),
+    (["org"], "CAA issuer 'org' is not a CA's domain name: it is a single label"),
+    (["letsencrypt.org", 5], "CAA issuer 5 is not a CA's domain name"),
+    ("letsencrypt.org", "CAA issuers 'letsencrypt.org' must be a list of CA domain names"),
+])
+def test_caa_issuers_must_be_domain_names(issuers, problem):
+    with pytest.raises(rec.DnsRecordError) as caught:
+        rec.site_records([{"name": "example.test"}], MX_WITH_ADDRESSES, [], caa_issuers=issuers)
+    assert str(caught.value).startswith(problem)
+
+
+def test_caa_records_are_at_the_mx_hosts_and_mta_sts_names_only():
+    domains = [{"name": "example.test", "mta_sts": {"mode": "enforce"}}, {"name": "example.org"}]
+    result = rec.site_records(domains, MX_WITH_ADDRESSES, [], caa_issuers=["letsencrypt.org"])
+    caa = [(r["name"], r["values"]) for records in [*result["domains"].values(), result["hosts"]] for r in records
+           if r["type"] == "CAA"]
+    assert caa == [("mta-sts.example.test.", ['0 issue "letsencrypt.org"']),
+                   ("mx1.example.test.", ['0 issue "letsencrypt.org"']),
+                   ("mx2.example.test.", ['0 issue "letsencrypt.org"'])]
+    assert not [r for r in rec.site_records(domains, MX_WITH_ADDRESSES, [])["hosts"] if r["type"] == "CAA"]
+
+
+def test_no_caa_record_at_an_mx_host_named_as_a_mail_domain():
+    mx = [{"hostname": "example.org", "priority": 10, "addresses": ["192.0.2.10"]}]
+    result = rec.site_records([{"name": "example.test"}, {"name": "example.org"}], mx, [],
+                              caa_issuers=["letsencrypt.org"])
+    assert not [r for records in [*result["domains"].values(), result["hosts"]] for r in records
+                if r["type"] == "CAA"]
+
+
+def test_host_records_end_with_tlsa_and_caa_and_parse_as_a_zone():
+    pem = certificate("mx1.example.test")
+    records = rec.host_records("mx1.example.test", ["192.0.2.10"], 300, [pem], ["letsencrypt.org"])
+    assert [(r["name"], r["type"]) for r in records] == [
+        ("mx1.example.test.", "A"), ("10.2.0.192.in-addr.arpa.", "PTR"), ("_25._tcp.mx1.example.test.", "TLSA"),
+        ("mx1.example.test.", "CAA")]
+    header = ("example.test. 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 300\n"
+              "example.test. 3600 IN NS ns1.example.test.\n")
+    zone = dns.zone.from_text(header + rec.zone_fragment(records[2:]), origin="example.test.", relativize=False)
+    tlsa = zone.find_rdataset("_25._tcp.mx1.example.test.", dns.rdatatype.TLSA)[0]
+    assert (tlsa.usage, tlsa.selector, tlsa.mtype, tlsa.cert) == (3, 1, 1, hashlib.sha256(spki_of(pem)).digest())
+    caa = zone.find_rdataset("mx1.example.test.", dns.rdatatype.CAA)[0]
+    assert (caa.flags, caa.tag, caa.value) == (0, b"issue", b"letsencrypt.org")

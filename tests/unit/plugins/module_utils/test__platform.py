@@ -32,9 +32,11 @@ def test_a_platform_without_a_file_is_named():
 
 
 def test_every_role_has_a_file_for_each_supported_platform():
-    """The roles' own vars directories, read from this checkout."""
+    """The roles' own vars directories, read from this checkout; roles that load no platform file (dns_records
+    runs on the controller) are left out."""
     roles = Path(__file__).resolve().parents[4] / "roles"
-    with_vars = [role for role in sorted(roles.iterdir()) if (role / "vars").is_dir()]
+    with_vars = [role for role in sorted(roles.iterdir()) if (role / "vars").is_dir()
+                 and any("mail_platform_vars_file" in f.read_text() for f in (role / "tasks").glob("*.yml"))]
     assert len(with_vars) >= 7
     for role in with_vars:
         for facts in (BOOKWORM, dict(BOOKWORM, distribution_major_version="13"), ALPINE):

@@ -1,11 +1,14 @@
 """The dns_records module as playbooks run it: records computed from the site, published to a real BIND
-(tests/unit/named_server.py) by signed dynamic update, check mode predicting the run, secrets never shown."""
+(tests/unit/named_server.py) by signed dynamic update, check mode predicting the run, secrets never shown; TLSA
+records through a certificate change, CAA records at the mail names only."""
 
 from __future__ import annotations
 
 import ad_hoc
 import pytest
+from certificates import certificate
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import tlsa_value
 from named_server import SECRET, SECRETS, WRONG, free_port
 
 KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "A" * 348 + "IDAQAB"
@@ -109,3 +112,45 @@ def test_wrong_secret_and_refused_zone_change_nothing(named):
 def test_zone_named_twice_is_refused():
     result = run(args(publishers=[publisher("127.0.0.1"), publisher("127.0.0.1", zone="site.test.")]))
     assert result.get("failed") is True and result["msg"] == "publishers: zone site.test is named twice"
+
+
+def test_tlsa_and_caa_through_a_certificate_change(named):
+    current, following = certificate("mx1.dane.test"), certificate("mx1.dane.test")
+
+    def publish(certificates: list[str], caa_issuers: list[str]) -> dict:
+        hosts = [{"hostname": "mx1.dane.test", "priority": 10, "addresses": ["192.0.2.10"],
+                  "certificates": certificates}]
+        result = run(args(domains=[{"name": "dane.test", "mta_sts": {"mode": "enforce"}}], mx_hosts=hosts,
+                          dkim_rings=[], caa_issuers=caa_issuers, publishers=[publisher(named, zone="dane.test")]))
+        assert "failed" not in result, result.get("msg")
+        return result["zones"]["dane.test"]
+
+    first = publish([current], ["letsencrypt.org"])
+    assert {"_25._tcp.mx1.dane.test. TLSA", "mx1.dane.test. CAA", "mta-sts.dane.test. CAA"} <= set(first["added"])
+    zone = live(named, "dane.test")
+    assert zone[("_25._tcp.mx1.dane.test.", "TLSA")]["values"] == [tlsa_value(current)]
+    assert zone[("mx1.dane.test.", "CAA")]["values"] == ['0 issue "letsencrypt.org"']
+    assert zone[("mta-sts.dane.test.", "CAA")]["values"] == ['0 issue "letsencrypt.org"']
+    assert publish([current], ["letsencrypt.org"]) == {"server": named, "added": [], "changed": [], "removed": []}
+
+    # The next certificate's key is published beside the current one, then alone once it is in use; without
+    # issuers, the CAA records go; the apex CAA record is the user's and stays.
+    assert publish([current, following], ["letsencrypt.org"])["changed"] == ["_25._tcp.mx1.dane.test. TLSA"]
+    assert sorted(live(named, "dane.test")[("_25._tcp.mx1.dane.test.", "TLSA")]["values"]) == \
+        sorted([tlsa_value(current), tlsa_value(following)])
+    last = publish([following], [])
+    assert last["changed"] == ["_25._tcp.mx1.dane.test. TLSA"]
+    assert sorted(last["removed"]) == ["mta-sts.dane.test. CAA", "mx1.dane.test. CAA"]
+    zone = live(named, "dane.test")
+    assert zone[("_25._tcp.mx1.dane.test.", "TLSA")]["values"] == [tlsa_value(following)]
+    assert zone[("dane.test.", "CAA")]["values"] == ['0 issue "pki.goog"']
+    assert not [key for key in zone if key[1] == "CAA" and key[0] != "dane.test."]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"caa_issuers": ["Let's Encrypt"]}, "CAA issuer \"Let's Encrypt\" is not a CA's domain name"),
+    ({"mx_hosts": [dict(MX[0], certificates=["junk"])]}, "mx1.site.test: certificates[0] is not a PEM certificate"),
+])
+def test_bad_certificate_or_issuer_fails_before_any_server_is_asked(change, message):
+    result = run(args(publishers=[publisher(f"127.0.0.1#{free_port()}")], **change))
+    assert result.get("failed") is True and result["msg"].startswith(message)

@@ -1,0 +1,97 @@
+"""playbooks/dns_records.yml and its role run by ansible-playbook on two local mail hosts, publishing to a real
+BIND (tests/unit/named_server.py): the records reach the zone (TLSA from each host's certificate files, CAA at
+the MX names), the files are written, a second run and a --check run change nothing, and the TSIG secret is
+never printed (--diff and -v included). Reading real hosts (--limit, an unreachable host) is the Molecule
+scenarios' part."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from certificates import certificate
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import tlsa_value
+from named_server import SECRET
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@pytest.fixture
+def site(tmp_path, named):
+    """Two mail hosts (both this machine, DKIM key rings and certificates in tmp_path; mx1 changing its
+    certificate) of the domain role.test, publishing to named."""
+    certificates = {}
+    for name, host in (("mx1", "mx1"), ("mx2", "mx2"), ("mx1-next", "mx1")):
+        certificates[name] = certificate(f"{host}.role.test")
+        (tmp_path / f"{name}.pem").write_text(certificates[name] + certificate("ca.role.test"))
+    inventory = {"all": {"children": {"mail": {"hosts": {
+        f"mx{n}": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                   "mail_hostname": f"mx{n}.role.test", "mail_mx_priority": 10 * n,
+                   "mail_public_addresses": [f"192.0.2.{n}"],
+                   "mail_tls_certificate": str(tmp_path / f"mx{n}.pem")} for n in (1, 2)}}}}}
+    inventory["all"]["children"]["mail"]["hosts"]["mx1"]["mail_tls_next_certificate"] = str(tmp_path / "mx1-next.pem")
+    site_vars = {"mail_domains": [{"name": "role.test", "tlsrpt_rua": []}], "dns_records_ttl": 300,
+                 "mail_caa_issuers": ["letsencrypt.org"],
+                 "dns_records_dir": str(tmp_path / "out"),
+                 "dns_records_publishers": [{"zone": "role.test", "server": named, "key_name": "mail-update",
+                                             "key_secret": SECRET}]}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    (tmp_path / "site.json").write_text(json.dumps(site_vars))
+
+    def run(*args: str) -> tuple[dict, str]:
+        result = subprocess.run([str(PLAYBOOK), "-i", str(tmp_path / "inventory.json"), "-e", f"@{tmp_path}/site.json",
+                                 "playbooks/dns_records.yml", *args], capture_output=True, text=True, check=False,
+                                timeout=300, cwd=ROOT,
+                                env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert SECRET not in output
+        return {found[0]: int(found[1]) for found in RECAP.findall(output)}, output
+
+    run.out = tmp_path / "out"
+    run.tlsa = {name: tlsa_value(pem) for name, pem in certificates.items()}
+    return run
+
+
+def live(server: str) -> dict:
+    return pub.read_zone("role.test", server, pub.tsig_key("mail-update", "hmac-sha256", SECRET), timeout=2)
+
+
+def test_publishes_writes_and_then_changes_nothing(site, named):
+    predicted, output = site("--check", "--diff")
+    assert sum(predicted.values()) > 0 and "_submission._tcp.role.test." in output
+    assert ("_dmarc.role.test.", "TXT") not in live(named)
+
+    changed, output = site("--diff", "-v")
+    assert sum(changed.values()) > 0
+    zone = live(named)
+    assert sorted(zone[("role.test.", "MX")]["values"]) == ["10 mx1.role.test.", "20 mx2.role.test."]
+    assert zone[("mx2.role.test.", "A")]["values"] == ["192.0.2.2"]
+    assert zone[("_imaps._tcp.role.test.", "SRV")]["values"] == ["10 1 993 mx1.role.test.", "20 1 993 mx2.role.test."]
+    assert ("20200101._domainkey.role.test.", "TXT") not in zone  # the old selector of the zone file, withdrawn
+    assert zone[("google._domainkey.role.test.", "TXT")]["values"] == [["v=DKIM1; k=rsa; p=GOOGLE"]]
+    # What the files say is what the zone serves (the apex TXT rrset also holds the user's record).
+    for record in json.loads((site.out / "role.test.json").read_text()):
+        served = zone[(record["name"], record["type"])]["values"]
+        assert all(value in served for value in record["values"]), (record, served)
+    assert (site.out / "hosts.zone").read_text().count("\tPTR\t") == 2
+    # Each host's certificate key, mx1's next one beside its current one; CAA at the MX names, not at the apex.
+    assert sorted(zone[("_25._tcp.mx1.role.test.", "TLSA")]["values"]) == sorted([site.tlsa["mx1"],
+                                                                                 site.tlsa["mx1-next"]])
+    assert zone[("_25._tcp.mx2.role.test.", "TLSA")]["values"] == [site.tlsa["mx2"]]
+    assert zone[("mx2.role.test.", "CAA")]["values"] == ['0 issue "letsencrypt.org"']
+    assert zone[("role.test.", "CAA")]["values"] == ['0 issue "pki.goog"']
+    for record in json.loads((site.out / "hosts.json").read_text()):
+        if record["type"] != "PTR":
+            assert sorted(zone[(record["name"], record["type"])]["values"]) == sorted(record["values"]), record
+
+    assert site()[0] == {"mx1": 0, "mx2": 0}
+    assert site("--check")[0] == {"mx1": 0, "mx2": 0}
