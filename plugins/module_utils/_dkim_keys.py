@@ -119,6 +119,8 @@ def summary(ring: dict, key_dir: str) -> dict:
         "publish": [dict(k, txt_value=None if k["public_key"] is None
                          else dkim_txt_value(k["key_type"], k["public_key"]))
                     for k in published_keys(ring)],
+        # Withdrawn from DNS: the live check reports one still served as stale.
+        "retired": [k["selector"] for k in ring["keys"] if k["state"] == "retired"],
     }
 
 

@@ -115,7 +115,7 @@ def parse_server(server: str) -> tuple[str, int]:
     return address, port
 
 
-def _is_spf(value: Value) -> bool:
+def is_spf(value: Value) -> bool:
     joined = ("".join(value) if isinstance(value, list) else value).lower()
     return joined == "v=spf1" or joined.startswith("v=spf1 ")
 
@@ -135,7 +135,7 @@ def owned(name: str, rdtype: str, value: Value, domains: Iterable[str],
         return True
     for domain in domains:
         if name == domain:
-            return rdtype == "MX" or (rdtype == "TXT" and _is_spf(value))
+            return rdtype == "MX" or (rdtype == "TXT" and is_spf(value))
         if not name.endswith("." + domain):
             continue
         label = name.removesuffix("." + domain)
@@ -158,7 +158,7 @@ def _rdata(name: str, rdtype: str, value: Value) -> dns.rdata.Rdata:
         raise DnsPublishError(f"{name} {rdtype} {value!r} is not a valid record: {exc}") from None
 
 
-def _value(rdata: dns.rdata.Rdata) -> Value:
+def record_value(rdata: dns.rdata.Rdata) -> Value:
     """The record form of a dnspython rdata; the inverse of _rdata."""
     if rdata.rdtype == dns.rdatatype.TXT:
         return [s.decode("utf-8", "surrogateescape") for s in rdata.strings]
@@ -171,7 +171,7 @@ def _same(rdata: dns.rdata.Rdata) -> object:
     return b"".join(rdata.strings) if rdata.rdtype == dns.rdatatype.TXT else rdata
 
 
-def _values(name: str, rdtype: str, values: Iterable[Value]) -> dict[object, Value]:
+def identities(name: str, rdtype: str, values: Iterable[Value]) -> dict[object, Value]:
     """{comparison key: value} of an rrset's values, first spelling of each record kept."""
     result: dict[object, Value] = {}
     for value in values:
@@ -224,11 +224,11 @@ def plan(wanted: Iterable[Mapping], live: Mapping[tuple[str, str], Mapping], dom
     result = Plan()
     for name, rdtype in sorted(set(want) | set(have)):
         wanted_rrset, live_rrset = want.get((name, rdtype)), have.get((name, rdtype), {"ttl": 0, "values": []})
-        new = _values(name, rdtype, wanted_rrset["values"] if wanted_rrset else [])
+        new = identities(name, rdtype, wanted_rrset["values"] if wanted_rrset else [])
         whole = wanted_rrset is not None and not (rdtype == "TXT" and name in domains)
         mine = [value for value in live_rrset["values"]
                 if wanted_rrset or owned(name, rdtype, value, domains, hosts, mx_hosts)]
-        old = {key: value for key, value in _values(name, rdtype, mine).items()
+        old = {key: value for key, value in identities(name, rdtype, mine).items()
                if whole or key in new or owned(name, rdtype, value, domains, hosts, mx_hosts)}
         record = {"name": name, "type": rdtype}
         if not old and not new:
@@ -254,8 +254,8 @@ def updates(changes: Plan) -> tuple[list[tuple[str, str, Value]], list[tuple[str
     deletions = [(r["name"], r["type"], value) for r in changes.remove for value in r["values"]]
     additions = [(r["name"], r["ttl"], r["type"], value) for r in changes.add for value in r["values"]]
     for r in changes.change:
-        old = _values(r["name"], r["type"], r["before"]["values"])
-        new = _values(r["name"], r["type"], r["values"])
+        old = identities(r["name"], r["type"], r["before"]["values"])
+        new = identities(r["name"], r["type"], r["values"])
         same_ttl = r["before"]["ttl"] == r["ttl"]
         deletions += [(r["name"], r["type"], v) for key, v in old.items() if not (same_ttl and key in new)]
         additions += [(r["name"], r["ttl"], r["type"], v) for key, v in new.items() if not (same_ttl and key in old)]
@@ -315,7 +315,7 @@ def read_zone(zone: str, server: str, key: dns.tsig.Key, timeout: float = TIMEOU
             raise DnsPublishError(f"{server} refused a zone transfer of {zone} to key {_key_name(key)}: allow it "
                                   f"(BIND: allow-transfer {{ key \"{_key_name(key)}\"; }};)") from None
     return {(name.to_text().lower(), dns.rdatatype.to_text(rdataset.rdtype)):
-            {"ttl": rdataset.ttl, "values": [_value(rdata) for rdata in rdataset]}
+            {"ttl": rdataset.ttl, "values": [record_value(rdata) for rdata in rdataset]}
             for name, rdataset in live.iterate_rdatasets()}
 
 

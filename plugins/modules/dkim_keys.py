@@ -144,7 +144,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 domains:
-  description: Per domain, the active key of each type and the keys whose records must be published.
+  description:
+    - Per domain, the active key of each type, the keys whose records must be published, and the selectors of
+      retired keys (C(retired)), whose records must no longer be served.
   returned: always
   type: dict
   sample:
@@ -156,6 +158,7 @@ domains:
           key_type: rsa
           public_key: MIIBIjANBgkqh...
           txt_value: "v=DKIM1; k=rsa; h=sha256; t=s; p=MIIBIjANBgkqh..."
+      retired: ["20260601-mx1"]
 created:
   description: The selectors created by this run (in check mode, those that would be), as domain/selector.
   returned: always

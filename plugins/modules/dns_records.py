@@ -146,6 +146,42 @@ options:
     description: Seconds to wait for each answer of a server.
     type: float
     default: 10
+  state:
+    description:
+      - V(present) publishes to O(publishers) (with none, only computes).
+      - V(query) publishes nothing and checks what is live, as Mail-in-a-Box's status page does. Every record is
+        asked of every authoritative server of its zone (discovered through O(resolvers), or the O(servers)
+        named) without recursion, and given a status. V(ok), V(missing), V(different), V(stale) (the collection's
+        but out of date, an old C(_mta-sts) id, a retired DKIM selector still served), V(extra) (more of the
+        collection's kind beside the expected records, a second SPF record, an old MX host), V(unreachable) (no
+        answer, or not an authoritative one).
+      - Name servers whose addresses this host has no route to (IPv6 without an IPv6 route) are not asked; when
+        no server of a zone can be asked, its records say so by name.
+      - The MX hosts' address records and PTR records are checked too (forward-confirmed reverse DNS), and with
+        O(check_policies) the MTA-STS policy every address of C(mta-sts.<domain>) serves over HTTPS, against
+        the text the C(_mta-sts) id was made of.
+      - RV(ok) is false when a record senders depend on is not V(ok); the mail clients' SRV records and the TLS
+        reporting record are advisory.
+    type: str
+    default: present
+    choices: [present, query]
+  servers:
+    description: With O(state=query), the servers to ask for every record (V(192.0.2.53) or V(192.0.2.53#5353)) instead of each zone's name servers.
+    type: list
+    elements: str
+    default: []
+  resolvers:
+    description: With O(state=query), the resolvers that find each zone's name servers; empty, the system's.
+    type: list
+    elements: str
+    default: []
+  check_policies:
+    description: With O(state=query), fetch and compare the MTA-STS policies.
+    type: bool
+    default: true
+  policy_ca_file:
+    description: With O(state=query), the CA certificates (PEM) the policy hosts' certificates are checked against; unset, the system's.
+    type: path
 notes:
   - Run it once for the site, on the controller (C(delegate_to=localhost), C(run_once=true)), as
     C(playbooks/dns_records.yml) does.
@@ -177,7 +213,7 @@ domains:
   description:
     - Per mail domain, its C(records) (C({name, type, ttl, values}) with absolute names, TXT values as lists of
       strings) and the same as zone file lines (C(zone)), to C($INCLUDE) or paste into any zone.
-  returned: always
+  returned: with O(state=present)
   type: dict
   sample: {"example.com": {"records": [{"name": "example.com.", "type": "MX", "ttl": 3600, "values": ["10 mx1.example.com."]}],
                            "zone": "example.com.\t3600\tIN\tMX\t10 mx1.example.com.\n"}}
@@ -185,21 +221,47 @@ hosts:
   description:
     - The MX hosts' address records, the PTR record each address needs, and their TLSA and CAA records, as
       C(records) and C(zone).
-  returned: always
+  returned: with O(state=present)
   type: dict
 zones:
   description: Per zone published, its server and the records added, changed and removed (C(name type) each).
-  returned: always
+  returned: with O(state=present)
   type: dict
   sample: {"example.com": {"server": "192.0.2.53", "added": ["_dmarc.example.com. TXT"], "changed": [], "removed": []}}
 unpublished:
   description: The names and types of records that no zone of O(publishers) holds (C(name type) each).
-  returned: always
+  returned: with O(state=present)
   type: list
   elements: str
+report:
+  description:
+    - Per domain (and C(hosts) for the MX hosts' address and PTR records), each check, C({name, type, status,
+      advisory, servers}), C(servers) saying what each server (or policy host address) gave where it was not V(ok).
+  returned: with O(state=query)
+  type: dict
+table:
+  description: The report as lines, problems first in each domain.
+  returned: with O(state=query)
+  type: list
+  elements: str
+  sample: ["example.com:", "  missing     TXT   _dmarc.example.com.  192.0.2.53: missing", "  ok          MX    example.com."]
+failed_checks:
+  description: The checks that make RV(ok) false, each as its name, type and status.
+  returned: with O(state=query)
+  type: list
+  elements: str
+ok:
+  description: Whether every record senders depend on is served exactly as expected by every server asked.
+  returned: with O(state=query)
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    import dns.resolver
+except ImportError:
+    pass  # reported by DNSPYTHON_IMPORT_ERROR
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish import (
     ALGORITHMS,
@@ -212,6 +274,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish i
     tsig_key,
     zone_for,
 )
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
     DnsRecordError,
     site_records,
@@ -221,6 +284,39 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records i
 
 def _names(records: list[dict]) -> list[str]:
     return [f"{record['name']} {record['type']}" for record in records]
+
+
+def query(module: AnsibleModule, computed: dict) -> None:
+    """state=query: ask the authoritative servers for every record, exit with the report."""
+    params = module.params
+    try:
+        for server in params["servers"] + params["resolvers"]:
+            parse_server(server)
+    except DnsPublishError as exc:
+        module.fail_json(msg=str(exc))
+    resolver = dns.resolver.Resolver(configure=not params["resolvers"])
+    if params["resolvers"]:
+        resolver.nameservers = [parse_server(server)[0] for server in params["resolvers"]]
+        resolver.port = parse_server(params["resolvers"][0])[1]
+    resolver.lifetime = params["timeout"]
+    discovered: dict[str, list[str]] = {}
+
+    def servers_for(name: str) -> list[str]:
+        if params["servers"]:
+            return params["servers"]
+        if name not in discovered:
+            discovered[name] = _dns_live.authoritative_servers(name, resolver)
+        return discovered[name]
+
+    report = _dns_live.site_report(
+        computed, params["domains"], params["dkim_rings"], servers_for,
+        lambda name, rdtype, server: _dns_live.ask_server(name, rdtype, server, params["timeout"]),
+        (lambda domain, address: _dns_live.fetch_policy(domain, address, params["policy_ca_file"], params["timeout"]))
+        if params["check_policies"] else None,
+        params["mta_sts_mx_hosts"] or [host["hostname"] for host in params["mx_hosts"]])
+    failing = _dns_live.failed(report)
+    module.exit_json(changed=False, report=report, table=_dns_live.table(report),
+                     failed_checks=[f"{c['name']} {c['type']}: {c['status']}" for c in failing], ok=not failing)
 
 
 def main() -> None:
@@ -246,6 +342,11 @@ def main() -> None:
                 "key_secret": {"type": "str", "required": True, "no_log": True},
             }},
             "timeout": {"type": "float", "default": 10},
+            "state": {"type": "str", "default": "present", "choices": ["present", "query"]},
+            "servers": {"type": "list", "elements": "str", "default": []},
+            "resolvers": {"type": "list", "elements": "str", "default": []},
+            "check_policies": {"type": "bool", "default": True},
+            "policy_ca_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -266,6 +367,9 @@ def main() -> None:
                                                             publisher["key_secret"]))
     except (DnsRecordError, DnsPublishError) as exc:
         module.fail_json(msg=str(exc))
+
+    if params["state"] == "query":
+        query(module, computed)
 
     records = [record for domain in computed["domains"].values() for record in domain] + computed["hosts"]
     by_zone: dict[str, list[dict]] = {zone: [] for zone in publishers}

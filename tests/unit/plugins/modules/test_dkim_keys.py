@@ -191,7 +191,7 @@ def test_query_reports_the_rings_and_changes_nothing(key_dir):
                           "rsa_bits": 4096})
     assert queried["changed"] is False
     assert queried["domains"]["example.test"] == made["domains"]["example.test"]
-    assert queried["domains"]["new.test"] == {"active": {}, "publish": []}
+    assert queried["domains"]["new.test"] == {"active": {}, "publish": [], "retired": []}
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700 and not (key_dir / "new.test.json").exists()
 
 
@@ -267,6 +267,7 @@ def test_rotation_through_dns_from_creation_to_retirement(key_dir, dns_server):
     assert [a["action"] for a in retired["actions"]["example.test"]] == ["retire"]
     assert not Path(old["key_file"]).exists()
     assert [k["selector"] for k in retired["domains"]["example.test"]["publish"]] == [new]
+    assert retired["domains"]["example.test"]["retired"] == [old["selector"]]
     assert not run_module(rotate_args(key_dir, dns_server))["changed"]
 
 

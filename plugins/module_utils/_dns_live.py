@@ -1,0 +1,270 @@
+# Copyright (c) opendove.mailserver contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The live check: does every authoritative server serve each record the site needs, exactly?
+
+Per record and server the answer is one of (worst first):
+- unreachable: the server did not answer, answered with an error, or not authoritatively;
+- missing: no record of the type at the name;
+- different: records there, not the expected ones;
+- stale: what is served is the collection's but out of date (an old `_mta-sts` id, a retired DKIM selector);
+- extra: the expected records, and more of the collection's kind beside them (a second SPF record, an MX
+  host no longer in the site);
+- ok.
+A record's status is the worst any server gives. Records senders depend on fail the check; the mail clients'
+SRV records and TLS reporting are advisory (reported, never failing). The questions are a function passed in
+(`ask`), so unit tests answer them themselves.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import socket
+import ssl
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+
+try:
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+except ImportError:
+    DNSPYTHON_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    DNSPYTHON_IMPORT_ERROR = None
+
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish import (
+    DnsPublishError,
+    identities,
+    is_spf,
+    parse_server,
+    record_value,
+)
+from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn
+
+SEVERITY = ("unreachable", "missing", "different", "stale", "extra", "ok")
+TIMEOUT = 5.0
+# Names whose records only mail clients and report senders read: a problem there does not fail the check.
+ADVISORY_LABELS = ("_submission._tcp.", "_submissions._tcp.", "_imap._tcp.", "_imaps._tcp.", "_smtp._tls.")
+
+
+class NotAuthoritative(Exception):
+    """The server answered, but not as an authority for the name (a referral, or a resolver's answer)."""
+
+
+def ask_server(name: str, rdtype: str, server: str, timeout: float = TIMEOUT) -> list:
+    """The values (record form: TXT as lists of strings, others presentation text) of the rrset at name on
+    server; [] for no such name or type. Raises OSError, dns.exception.DNSException or NotAuthoritative."""
+    address, port = parse_server(server)
+    query = dns.message.make_query(fqdn(name), rdtype)
+    query.flags &= ~dns.flags.RD
+    response = dns.query.udp_with_fallback(query, address, timeout=timeout, port=port)[0]
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        raise OSError(f"answered {dns.rcode.to_text(response.rcode())}")
+    if not response.flags & dns.flags.AA:
+        raise NotAuthoritative("not authoritative for the name")
+    wanted = dns.name.from_text(fqdn(name))
+    return [record_value(rdata) for rrset in response.answer
+            if rrset.name == wanted and rrset.rdtype == dns.rdatatype.from_text(rdtype) for rdata in rrset]
+
+
+def _server_status(record: Mapping, got: list, stale: Iterable) -> str:
+    name, rdtype = record["name"], record["type"]
+    if rdtype == "TXT" and record["values"] and all(is_spf(v) for v in record["values"]):
+        got = [value for value in got if is_spf(value)]  # the user's own TXT records beside SPF are not ours
+    if not got:
+        return "missing"
+    expected, served = identities(name, rdtype, record["values"]), identities(name, rdtype, got)
+    if served.keys() == expected.keys():
+        return "ok"
+    if served.keys() > expected.keys():
+        return "extra"
+    stale_keys = identities(name, rdtype, list(stale))
+    if served.keys() & stale_keys.keys() or (name.startswith("_mta-sts.") and all(
+            str(v[0] if isinstance(v, list) else v).startswith("v=STSv1") for v in got)):
+        return "stale"
+    return "different"
+
+
+def check_record(record: Mapping, servers: Iterable[str], ask: Callable[[str, str, str], list],
+                 stale: Iterable = ()) -> dict:
+    """{name, type, status, advisory, servers: {server: status or what went wrong}} of one expected record."""
+    by_server = {}
+    for server in servers:
+        try:
+            by_server[server] = _server_status(record, ask(record["name"], record["type"], server), stale)
+        except NotAuthoritative as exc:
+            by_server[server] = f"unreachable: {exc}"
+        except dns.exception.Timeout:
+            by_server[server] = "unreachable: no answer in time"
+        except (OSError, dns.exception.DNSException, DnsPublishError) as exc:
+            by_server[server] = f"unreachable: {exc}"
+    statuses = [status.split(":")[0] for status in by_server.values()] or ["unreachable"]
+    return {"name": record["name"], "type": record["type"], "status": min(statuses, key=SEVERITY.index),
+            "advisory": record["name"].startswith(ADVISORY_LABELS), "servers": by_server}
+
+
+def check_withdrawn(name: str, rdtype: str, servers: Iterable[str], ask: Callable[[str, str, str], list]) -> dict | None:
+    """A record the collection withdrew (a retired DKIM selector): "stale" while any server still serves it,
+    None once none does (nothing to report)."""
+    served = []
+    for server in servers:
+        try:
+            if ask(name, rdtype, server):
+                served.append(server)
+        except (NotAuthoritative, OSError, dns.exception.DNSException, DnsPublishError):
+            continue
+    if not served:
+        return None
+    return {"name": fqdn(name), "type": rdtype, "status": "stale", "advisory": False,
+            "servers": {server: "stale: still served" for server in served}}
+
+
+def can_reach(address: str) -> bool:
+    """Whether this host has a route to address (a UDP connect sends nothing; no route fails at once)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((address, 53))
+    except OSError as exc:
+        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return False
+        raise
+    return True
+
+
+def authoritative_servers(name: str, resolver: dns.resolver.Resolver,
+                          reachable: Callable[[str], bool] = can_reach) -> list[str]:
+    """The addresses of the name servers of the zone holding name that this host can reach. Raises
+    DnsPublishError naming the servers when none can be asked (no IPv6 route and AAAA-only servers, say)."""
+    try:
+        zone = dns.resolver.zone_for_name(fqdn(name), resolver=resolver)
+        targets = sorted(ns.target.to_text() for ns in resolver.resolve(zone, "NS"))
+    except dns.exception.DNSException as exc:
+        raise DnsPublishError(f"the name servers of {name} cannot be found: {exc}") from None
+    addresses, unreachable = [], []
+    for target in targets:
+        for rdtype in ("A", "AAAA"):
+            try:
+                found = [rdata.address for rdata in resolver.resolve(target, rdtype)]
+            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+                continue
+            except dns.exception.DNSException as exc:
+                raise DnsPublishError(f"the address of name server {target} of {zone} cannot be found: {exc}") from None
+            addresses += [a for a in found if reachable(a)]
+            unreachable += [f"{target} {a}" for a in found if not reachable(a)]
+    if not addresses:
+        raise DnsPublishError(f"no name server of {zone.to_text()} can be asked from here: "
+                              f"{', '.join(unreachable) or ', '.join(targets) + ' (no address)'}"
+                              f"{' (no route to their addresses)' if unreachable else ''}")
+    return sorted(set(addresses))
+
+
+class _PolicyConnection(http.client.HTTPSConnection):
+    """HTTPS to one address of the policy host, the TLS name (SNI, certificate check) and Host being its name:
+    every address the records publish is checked, whatever the controller's resolver says."""
+
+    def __init__(self, host: str, address: str, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, 443, timeout=timeout, context=context)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def fetch_policy(domain: str, address: str, ca_file: str | None = None, timeout: float = TIMEOUT) -> str:
+    """The MTA-STS policy served at https://mta-sts.<domain>/.well-known/mta-sts.txt by address, as RFC 8461
+    3.3 has senders fetch it: a certificate valid for the name, status 200 without redirect, text/plain.
+    Raises OSError (ssl.SSLError included) or ValueError saying what is wrong."""
+    host = f"mta-sts.{domain}"
+    connection = _PolicyConnection(host, address, ssl.create_default_context(cafile=ca_file), timeout)
+    try:
+        connection.request("GET", "/.well-known/mta-sts.txt")
+        response = connection.getresponse()
+        body = response.read(65536)
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ValueError(f"HTTP status {response.status}")
+    if response.getheader("Content-Type", "").split(";")[0].strip().lower() != "text/plain":
+        raise ValueError(f"Content-Type {response.getheader('Content-Type')!r} is not text/plain")
+    return body.decode("utf-8", "replace")
+
+
+def check_policy(domain: str, expected: str, addresses: Iterable[str],
+                 fetch: Callable[[str, str], str]) -> dict:
+    """The policy each address of mta-sts.<domain> serves, against the text the `_mta-sts` id was made of."""
+    by_address = {}
+    for address in addresses:
+        try:
+            by_address[address] = "ok" if fetch(domain, address) == expected else "different: not the published policy"
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            by_address[address] = f"unreachable: {exc}"
+    statuses = [status.split(":")[0] for status in by_address.values()] or ["unreachable"]
+    return {"name": f"https://mta-sts.{domain}/.well-known/mta-sts.txt", "type": "HTTPS",
+            "status": min(statuses, key=SEVERITY.index), "advisory": False, "servers": by_address}
+
+
+def _checked(record: Mapping, servers_for: Callable[[str], list[str]], ask: Callable[[str, str, str], list]) -> dict:
+    try:
+        servers = servers_for(record["name"])
+    except DnsPublishError as exc:
+        return {"name": record["name"], "type": record["type"], "status": "unreachable",
+                "advisory": record["name"].startswith(ADVISORY_LABELS), "servers": {"name servers": str(exc)}}
+    return check_record(record, servers, ask)
+
+
+def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Iterable[Mapping],
+                servers_for: Callable[[str], list[str]], ask: Callable[[str, str, str], list],
+                fetch: Callable[[str, str], str] | None, policy_mx: Iterable[str]) -> dict[str, list[dict]]:
+    """{domain or "hosts": [check]}: every record of _dns_records.site_records (computed), the retired DKIM
+    selectors of every host's ring (dkim_keys query results) that are still served, and, with fetch, the
+    MTA-STS policy every address of mta-sts.<domain> serves against the one the `_mta-sts` id was made of."""
+    dkim_rings, policy_mx = list(dkim_rings), list(policy_mx)
+    report = {}
+    for domain in domains:
+        name, records = domain["name"], computed["domains"][domain["name"]]
+        checks = [_checked(record, servers_for, ask) for record in records]
+        published = {record["name"] for record in records}
+        for selector in sorted({s for ring in dkim_rings for s in ring.get(name, {}).get("retired", [])}):
+            record_name = fqdn(f"{selector}._domainkey.{name}")
+            if record_name in published:
+                continue
+            try:
+                withdrawn = check_withdrawn(record_name, "TXT", servers_for(record_name), ask)
+            except DnsPublishError:
+                withdrawn = None  # the records of the name are reported unreachable already
+            if withdrawn:
+                checks.append(withdrawn)
+        if fetch is not None and domain.get("mta_sts") is not None:
+            host = fqdn(_mta_sts.policy_host(name))
+            addresses = [v for r in records if r["name"] == host and r["type"] in ("A", "AAAA") for v in r["values"]]
+            checks.append(check_policy(name, _mta_sts.policy_text(domain["mta_sts"], policy_mx), addresses, fetch))
+        report[name] = checks
+    report["hosts"] = [_checked(record, servers_for, ask) for record in computed["hosts"]]
+    return report
+
+
+def table(report: Mapping[str, list[dict]]) -> list[str]:
+    """The report as lines: per group (a domain, or "hosts"), one line per record, problems first."""
+    lines = []
+    for group, checks in report.items():
+        lines.append(f"{group}:")
+        for check in sorted(checks, key=lambda c: (SEVERITY.index(c["status"]), c["name"], c["type"])):
+            note = " (advisory)" if check["advisory"] and check["status"] != "ok" else ""
+            detail = "" if check["status"] == "ok" else "  " + "; ".join(
+                f"{server}: {status}" for server, status in check["servers"].items() if status != "ok")
+            lines.append(f"  {check['status']:<11} {check['type']:<5} {check['name']}{note}{detail}")
+    return lines
+
+
+def failed(report: Mapping[str, list[dict]]) -> list[dict]:
+    """The checks that fail: any status but ok on a record senders depend on."""
+    return [c for checks in report.values() for c in checks if c["status"] != "ok" and not c["advisory"]]
