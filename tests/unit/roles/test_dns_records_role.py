@@ -13,6 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dns.query
+import dns.rcode
+import dns.update
 import pytest
 from certificates import certificate
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
@@ -46,13 +49,13 @@ def site(tmp_path, named):
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
     (tmp_path / "site.json").write_text(json.dumps(site_vars))
 
-    def run(*args: str) -> tuple[dict, str]:
+    def run(*args: str, playbook: str = "dns_records.yml", returncode: int = 0) -> tuple[dict, str]:
         result = subprocess.run([str(PLAYBOOK), "-i", str(tmp_path / "inventory.json"), "-e", f"@{tmp_path}/site.json",
-                                 "playbooks/dns_records.yml", *args], capture_output=True, text=True, check=False,
+                                 f"playbooks/{playbook}", *args], capture_output=True, text=True, check=False,
                                 timeout=300, cwd=ROOT,
                                 env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
         output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-3000:]
+        assert result.returncode == returncode, output[-3000:]
         assert SECRET not in output
         return {found[0]: int(found[1]) for found in RECAP.findall(output)}, output
 
@@ -95,3 +98,31 @@ def test_publishes_writes_and_then_changes_nothing(site, named):
 
     assert site()[0] == {"mx1": 0, "mx2": 0}
     assert site("--check")[0] == {"mx1": 0, "mx2": 0}
+
+
+def test_dns_check_passes_on_what_was_published_and_names_what_is_missing(site, named):
+    key = pub.tsig_key("mail-update", "hmac-sha256", SECRET)
+    both_zones = json.dumps({"dns_records_publishers": [
+        {"zone": zone, "server": named, "key_name": "mail-update", "key_secret": SECRET}
+        for zone in ("role.test", "2.0.192.in-addr.arpa")]})
+    site("-e", both_zones)
+    check = ("-e", json.dumps({"dns_records_check_servers": [named]}), "--diff", "-v")
+
+    changed, output = site(*check, playbook="dns_check.yml")
+    assert changed == {"mx1": 0, "mx2": 0}
+    assert "Every record senders depend on is served by every authoritative server" in output
+    report = json.loads((site.out / "check.json").read_text())
+    assert {check["status"] for checks in report.values() for check in checks} == {"ok"}
+    assert ("ok", "PTR", "1.2.0.192.in-addr.arpa.") in {(c["status"], c["type"], c["name"]) for c in report["hosts"]}
+
+    # Someone deletes the DMARC record and adds a second SPF record: the check fails and says which, per server.
+    update = dns.update.UpdateMessage("role.test", keyring=key)
+    update.delete("_dmarc", "TXT")
+    update.add("@", 300, "TXT", '"v=spf1 -all"')
+    address, port = pub.parse_server(named)
+    assert dns.query.tcp(update, address, port=port, timeout=5).rcode() == dns.rcode.NOERROR
+    changed, output = site(*check, playbook="dns_check.yml", returncode=2)
+    assert "_dmarc.role.test. TXT: missing" in output and "role.test. TXT: extra" in output
+    report = json.loads((site.out / "check.json").read_text())
+    dmarc = next(c for c in report["role.test"] if c["name"] == "_dmarc.role.test.")
+    assert dmarc["servers"] == {named: "missing"} and not dmarc["advisory"]
