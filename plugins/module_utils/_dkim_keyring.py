@@ -145,23 +145,28 @@ def key_files_of(domain: str, filenames: Iterable[str]) -> list[str]:
 
 
 def plan_initial_keys(ring: dict, wanted: dict[str, int | None], now: float, tag: str = "") -> list[dict]:
-    """The keys to create so that each wanted type (type -> RSA bits or None) has an active key.
+    """The keys to create so that each wanted type (type -> RSA bits or None) has a key.
 
-    The first key of a type becomes active at once: nothing signs for the domain yet, so there is no
-    published key to keep using (publish its record before sending mail; rotation gates later keys on DNS).
-    A type that has an active key needs nothing here, whatever its size: a new RSA size is a rotation
+    On a ring that signs with no key yet, the first key of each type is active at once: there is no published
+    key to keep using (publish the records before sending mail). On a ring that signs already, a new type
+    (Ed25519 turned on later) starts `published`: it signs only once rotate_keys.yml has seen its record in
+    DNS for the lead time, so no message is signed with a selector receivers cannot look up yet.
+    A type that has a key needs nothing here, whatever its size: a new RSA size is a rotation
     (rotate_keys.yml), which makes the successor with that size.
     """
     taken = {k["selector"] for k in ring["keys"]}
+    signing = any(k["state"] == "active" for k in ring["keys"])
     planned = []
     for key_type, bits in wanted.items():
         check_key_request(key_type, bits)
-        if active_key(ring, key_type) is not None:
+        if any(k["key_type"] == key_type and k["state"] in ("active", "published") for k in ring["keys"]):
             continue
         selector = selector_for(key_type, now, taken, tag)
         taken.add(selector)
-        planned.append({"selector": selector, "key_type": key_type, "bits": bits if key_type == "rsa" else None,
-                        "state": "active", "created": int(now), "activated": int(now)})
+        key = {"selector": selector, "key_type": key_type, "bits": bits if key_type == "rsa" else None,
+               "created": int(now)}
+        planned.append(dict(key, state="published", visible_since=None) if signing
+                       else dict(key, state="active", activated=int(now)))
     return planned
 
 

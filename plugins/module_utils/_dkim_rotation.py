@@ -3,7 +3,9 @@
 """Scheduled DKIM key rotation: the state machine of one domain's key ring, pure, with the clock and the DNS
 observations passed in (unit tests drive it with an injected clock and made-up DNS answers).
 
-Per key type (rsa, ed25519) a ring has exactly one `active` key, the one the signer uses. A run:
+Per key type (rsa, ed25519) a ring has exactly one `active` key, the one the signer uses. A type wanted later
+(Ed25519 turned on for a ring that signs with RSA) gets its first key `published`, and it activates by steps 2
+and 3, replacing none. A run:
   1. creates a `published` successor when the active key has signed for `interval` (or the wanted RSA size
      changed): reported for publication, not signing;
   2. records when the successor's TXT record is first seen with exactly its value on every name server asked
@@ -136,12 +138,15 @@ class _Run:
         if len(active) > 1 or len(pending) > 1:
             raise KeyRingError(f"{self.domain}: {len(active)} active and {len(pending)} pending {key_type} keys; "
                                "a ring has at most one of each")
-        if not active and key_type in self.wanted:
-            raise KeyRingError(f"{self.domain}: no active {key_type} key: site.yml makes the first one")
         if active and key_type not in self.wanted:
             self.stop(active[0], pending[0] if pending else None)
         elif active:
             self.succeed(active[0], pending[0] if pending else None)
+        elif key_type in self.wanted:
+            self.introduce(key_type, pending[0] if pending else None)
+        elif pending:
+            pending[0].update(state="retired", retired=self.now)  # wanted no more before it signed: can go at once
+            self.act("retire", pending[0])
         for key in keys:
             self.expire(key)
 
@@ -170,20 +175,42 @@ class _Run:
                 self.act("create", self.ring["keys"][-1], reason="size change" if resize else
                          f"{active['selector']} has signed for the interval")
             return
+        if self.ready(pending):
+            pending.update(state="active", activated=self.now)
+            active.update(state="retiring", deactivated=self.now)
+            self.act("activate", pending, replaces=active["selector"])
+
+    def introduce(self, key_type: str, pending: dict | None) -> None:
+        """A wanted type without an active key on a ring that signs with another type (Ed25519 turned on later):
+        its first key goes through the same publish, visible, lead time steps as a successor, replacing none."""
+        if not any(key["state"] == "active" for key in self.ring["keys"]):
+            raise KeyRingError(f"{self.domain}: no active key: site.yml makes the first ones")
+        if pending is None:
+            selector = selector_for(key_type, self.now, self.taken, self.tag)
+            self.taken.add(selector)
+            self.ring["keys"].append({"selector": selector, "key_type": key_type,
+                                      "bits": self.wanted[key_type] if key_type == "rsa" else None,
+                                      "state": "published", "created": self.now, "visible_since": None,
+                                      "public_key": None})
+            self.act("create", self.ring["keys"][-1], reason=f"{key_type} keys are wanted now")
+        elif self.ready(pending):
+            pending.update(state="active", activated=self.now)
+            self.act("activate", pending, replaces=None)
+
+    def ready(self, pending: dict) -> bool:
+        """Whether a published key may sign now: its record visible on every server, for the lead time."""
         status = self.dns.get(pending["selector"], "unknown")
         if status != VISIBLE:
             self.forget_visibility(pending)
             self.act("wait", pending, status=status, activates_at=None)
-            return
+            return False
         if pending.get("visible_since") is None:
             pending["visible_since"] = self.now
             self.act("visible", pending)
         if self.now - pending["visible_since"] < self.schedule.lead:
             self.act("wait", pending, status=status, activates_at=pending["visible_since"] + self.schedule.lead)
-            return
-        pending.update(state="active", activated=self.now)
-        active.update(state="retiring", deactivated=self.now)
-        self.act("activate", pending, replaces=active["selector"])
+            return False
+        return True
 
     def forget_visibility(self, key: dict) -> None:
         """The record was not seen as it should be: its lead time starts again when it is."""
@@ -220,7 +247,7 @@ _SUMMARY = {
     "wait": "{what} waits for its record in DNS ({status}): publish what dns_records.yml writes",
     "visible": None,
     "hidden": None,
-    "activate": "{what} signs now; {replaces} stays published for the grace period",
+    "activate": "{what} signs now",
     "deactivate": "{what} no longer signs ({reason}); it stays published for the grace period",
     "revoke": "{what} is revoked: publish its record with an empty p= (dns_records.yml)",
     "retire": "{what} is retired: remove its record (dns_records.yml no longer writes it)",
@@ -236,6 +263,8 @@ def summary(domain: str, active: Mapping[str, Mapping], actions: list[dict]) -> 
         what = f"{domain}: {action.get('selector')} ({action.get('key_type')})"
         if action["action"] == "wait" and action["activates_at"] is not None:
             lines.append(f"{what} is visible in DNS; it signs from {when(action['activates_at'])} on")
+        elif action["action"] == "activate" and action["replaces"]:
+            lines.append(f"{what} signs now; {action['replaces']} stays published for the grace period")
         elif _SUMMARY[action["action"]]:
             lines.append(_SUMMARY[action["action"]].format(what=what, **action))
     return lines

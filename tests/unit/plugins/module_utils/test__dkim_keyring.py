@@ -108,6 +108,9 @@ def test_adding_ed25519_later_keeps_the_rsa_key():
                            ring_.plan_initial_keys(ring_.new_ring("example.test"), {"rsa": 2048}, NOW))
     planned = ring_.plan_initial_keys(ring, {"rsa": 2048, "ed25519": None}, NOW + 86400)
     assert [(k["selector"], k["key_type"]) for k in planned] == [("20261126-ed25519", "ed25519")]
+    # The ring signs already: the new type waits for its record (rotate_keys.yml activates it).
+    assert planned[0]["state"] == "published" and "activated" not in planned[0]
+    assert ring_.plan_initial_keys(ring_.with_keys(ring, planned), {"rsa": 2048, "ed25519": None}, NOW) == []
 
 
 def test_a_new_rsa_size_is_left_to_the_rotation():

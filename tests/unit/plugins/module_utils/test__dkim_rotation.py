@@ -197,9 +197,38 @@ def test_unwanted_type_stops_signing_and_retires_after_grace():
     assert states(ring)["e"] == "retired"
 
 
-def test_new_type_needs_site_yml_first():
-    with pytest.raises(KeyRingError, match="no active ed25519 key: site.yml makes the first one"):
-        run(ring_with(ACTIVE), T0 + DAY, wanted={"rsa": 2048, "ed25519": None})
+def test_a_ring_that_signs_with_nothing_needs_site_yml_first():
+    with pytest.raises(KeyRingError, match="no active key: site.yml makes the first ones"):
+        run(ring_with(), T0 + DAY, wanted={"rsa": 2048, "ed25519": None})
+
+
+def test_a_type_turned_on_later_signs_only_after_its_record_was_visible_for_the_lead_time():
+    wanted = {"rsa": 2048, "ed25519": None}
+    ring, actions = run(ring_with(ACTIVE), T0 + DAY, wanted=wanted)
+    new = ring["keys"][-1]
+    assert (new["key_type"], new["state"], new["public_key"]) == ("ed25519", "published", None)
+    assert [(a["action"], a["key_type"]) for a in actions] == [("create", "ed25519")]
+    new["public_key"] = "made"
+    selector = new["selector"]
+    ring, actions = run(ring, T0 + 2 * DAY, dns={selector: "missing"}, wanted=wanted)
+    assert states(ring)[selector] == "published" and actions[-1]["action"] == "wait"
+    ring, actions = run(ring, T0 + 3 * DAY, dns={selector: rot.VISIBLE}, wanted=wanted)
+    assert states(ring)[selector] == "published"
+    ring, actions = run(ring, T0 + 5 * DAY - 1, dns={selector: rot.VISIBLE}, wanted=wanted)
+    assert states(ring)[selector] == "published"
+    ring, actions = run(ring, T0 + 5 * DAY, dns={selector: rot.VISIBLE}, wanted=wanted)
+    assert states(ring) == {"a": "active", selector: "active"}
+    assert actions[-1] == {"action": "activate", "domain": "example.test", "selector": selector,
+                           "key_type": "ed25519", "replaces": None}
+    assert f"example.test: {selector} (ed25519) signs now" in rot.summary("example.test", {}, actions)
+
+
+def test_a_type_turned_off_before_its_first_key_signed_retires_it_at_once():
+    pending = {"selector": "e", "key_type": "ed25519", "bits": None, "state": "published", "created": T0,
+               "visible_since": None, "public_key": "made"}
+    ring, actions = run(ring_with(ACTIVE, pending), T0 + DAY)
+    assert states(ring) == {"a": "active", "e": "retired"}
+    assert [a["action"] for a in actions] == ["retire"]
 
 
 def test_each_type_rotates_on_its_own():
