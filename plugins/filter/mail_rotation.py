@@ -32,9 +32,14 @@ def mail_dkim_rotation_errors(rotation):
 
 
 def mail_rotation_summary(result):
-    """Lines per domain from a dkim_keys state=rotate result: what signs, waits, and what DNS needs."""
-    return [line for domain, ring in sorted(result.get("domains", {}).items())
-            for line in summary(domain, ring["active"], result.get("actions", {}).get(domain, []))]
+    """Lines per domain from a dkim_keys state=rotate result: what signs, waits, and what DNS needs; a domain
+    removed from the site only while its keys still change."""
+    actions = result.get("actions", {})
+    return ([line for domain, ring in sorted(result.get("domains", {}).items())
+             for line in summary(domain, ring["active"], actions.get(domain, []))]
+            + [line for domain in sorted(result.get("removed", {})) if actions.get(domain)
+               for line in [f"{domain}: removed from the site, its keys are retired after the grace period"]
+               + summary(domain, {}, actions[domain])[1:]])
 
 
 def mail_srs_rotation_errors(rotation, srs_ttl=None):

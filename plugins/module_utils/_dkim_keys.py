@@ -12,6 +12,7 @@ functions return.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ class RingPlan:
     changes: bool
     created: list[str]
     activated: list[str]
+    removed: bool = False  # the domain is no longer in the site: its keys are being retired
 
     @property
     def domain(self) -> str:
@@ -210,7 +212,7 @@ def plan_ring(key_dir: str, domain: str, request: KeyRequest, now: float, rotati
     ring = load_ring(key_dir, domain)
     actions = None
     if rotation:
-        asks = any(k["state"] == "published" and k.get("public_key") for k in ring["keys"])
+        asks = any(k["state"] == "published" and k.get("public_key") for k in ring["keys"]) and request.wanted
         servers = name_servers(domain, request.nameservers, dns) if asks else []
         updated, actions = rotate(ring, request.wanted, request.schedule, now, dns_statuses(ring, servers, dns),
                                   request.tag)
@@ -222,11 +224,27 @@ def plan_ring(key_dir: str, domain: str, request: KeyRequest, now: float, rotati
     return _ring_plan(ring, updated, actions, key_dir)
 
 
+def removed_domains(key_dir: str, domains: Iterable[str]) -> list[str]:
+    """The domains with a key ring in key_dir that are not among domains (removed from the site)."""
+    listed = {domain.lower() for domain in domains}
+    names = os.listdir(key_dir) if os.path.isdir(key_dir) else []
+    return sorted(name.removesuffix(".json") for name in names
+                  if name.endswith(".json") and name.removesuffix(".json").lower() not in listed)
+
+
 def plan(key_dir: str, domains: Iterable[str], request: KeyRequest, now: float, rotation: bool = False,
          dns: Dns | None = None) -> list[RingPlan]:
     """Every ring's next state, decided before anything is written: an error in one domain (KeyRingError,
-    StateFileError) changes nothing anywhere."""
-    return [plan_ring(key_dir, domain, request, now, rotation, dns or Dns()) for domain in domains]
+    StateFileError) changes nothing anywhere. With rotation, the rings of domains removed from the site go
+    along the schedule with no key type wanted: their keys stop signing, stay published for the grace period,
+    and are then retired and their files deleted, as a replaced key is; their DNS is never asked."""
+    domains = list(domains)
+    plans = [plan_ring(key_dir, domain, request, now, rotation, dns or Dns()) for domain in domains]
+    if rotation:
+        unwanted = dataclasses.replace(request, wanted={})
+        plans += [dataclasses.replace(plan_ring(key_dir, domain, unwanted, now, True, dns or Dns()), removed=True)
+                  for domain in removed_domains(key_dir, domains)]
+    return plans
 
 
 def _complete(ring: dict, key_dir: str, mode: int, uid: int, gid: int,
@@ -277,12 +295,13 @@ def make_key_dir(key_dir: str) -> None:
 
 
 def report(plans: Iterable[RingPlan], key_dir: str) -> dict:
-    """The module's return values (but changed): domains, created, actions, activated, and the diff of the
+    """The module's return values (but changed): domains, removed, created, actions, activated, and the diff of the
     rings' selectors and states (never key material). A plan whose ring was written carries it as after
     (dataclasses.replace(plan, after=apply(...))), with its public keys."""
     plans = list(plans)
     return {
-        "domains": {p.domain: summary(p.after, key_dir) for p in plans},
+        "domains": {p.domain: summary(p.after, key_dir) for p in plans if not p.removed},
+        "removed": {p.domain: summary(p.after, key_dir) for p in plans if p.removed},
         "created": [name for p in plans for name in p.created],
         "actions": {p.domain: p.actions for p in plans if p.actions is not None},
         "activated": [name for p in plans for name in p.activated],

@@ -25,6 +25,10 @@ description:
     else the domain's authoritative servers) for O(rotation.lead); a replaced key stays published for
     O(rotation.grace), then is revoked (empty C(p=), for O(rotation.revocation)) or retired, and its private
     key deleted. A run with nothing due changes nothing.
+  - With V(state=rotate), the ring of a domain that is no longer in O(domains) (removed from the site) goes the
+    same way with no key type wanted: its keys stop signing, stay published for O(rotation.grace) and are then
+    retired and their files deleted; it is returned in RV(removed), never in RV(domains), and its DNS is never
+    asked. V(state=present) leaves such rings alone.
 version_added: 0.1.0
 author: opendove.mailserver contributors (!UNKNOWN)
 requirements:
@@ -159,6 +163,12 @@ domains:
           public_key: MIIBIjANBgkqh...
           txt_value: "v=DKIM1; k=rsa; h=sha256; t=s; p=MIIBIjANBgkqh..."
       retired: ["20260601-mx1"]
+removed:
+  description:
+    - With O(state=rotate), the rings of domains no longer in O(domains), as RV(domains) gives them (no active
+      key); empty otherwise.
+  returned: always
+  type: dict
 created:
   description: The selectors created by this run (in check mode, those that would be), as domain/selector.
   returned: always

@@ -43,6 +43,16 @@ def test_summary_says_what_to_publish_and_when():
     ]
 
 
+def test_summary_follows_a_removed_domain_only_while_its_keys_change():
+    result = {"domains": {}, "removed": {"gone.test": {"active": {}}, "long-gone.test": {"active": {}}},
+              "actions": {"gone.test": [{"action": "deactivate", "selector": "s1", "key_type": "rsa",
+                                         "reason": "rsa keys are no longer wanted"}], "long-gone.test": []}}
+    assert FILTERS["mail_rotation_summary"](result) == [
+        "gone.test: removed from the site, its keys are retired after the grace period",
+        "gone.test: s1 (rsa) no longer signs (rsa keys are no longer wanted); it stays published for the grace period",
+    ]
+
+
 @pytest.mark.parametrize("rotation, ttl, message", [
     ({}, "4d", None), ({"interval": "2y"}, "4d", "duration '2y'"),
     ({"grace": "3d"}, "4d", "shorter than the SRS address lifetime"), ({"grace": "10d"}, "2w", "shorter than"),

@@ -360,3 +360,26 @@ def test_the_time_of_the_last_check_alone_writes_nothing(key_dir, fake_dns):
     run(key_dir, T0)
     [plan] = run(key_dir, T0 + DAY, rotation=True, dns=fake_dns.dns(), check=True)[0]
     assert plan.after.get("checked") == T0 + DAY and not plan.changes
+
+
+def test_a_domain_removed_from_the_site_stops_signing_and_its_keys_go_after_the_grace_period(key_dir):
+    run(key_dir, T0, domains=DOMAINS)
+    org_key = keys_.key_file(key_dir, "example.org", keys_.load_ring(key_dir, "example.org")["keys"][0]["selector"])
+    nothing_answers = FakeDns(authoritative=())  # a removed domain's DNS is never asked
+
+    plans, result = run(key_dir, T0 + DAY, rotation=True, dns=nothing_answers.dns())
+    assert [(p.domain, p.removed) for p in plans] == [("example.test", False), ("example.org", True)]
+    assert list(result["domains"]) == ["example.test"]  # the signers follow domains: example.org leaves them
+    assert result["removed"]["example.org"]["active"] == {}
+    assert [a["action"] for a in result["actions"]["example.org"]] == ["deactivate"]
+    assert os.path.exists(org_key) and result["removed"]["example.org"]["publish"]  # still published, grace
+    assert nothing_answers.questions == []
+
+    _, result = run(key_dir, T0 + 6 * DAY, rotation=True, dns=nothing_answers.dns())
+    assert [a["action"] for a in result["actions"]["example.org"]] == ["retire"]
+    assert not os.path.exists(org_key)
+    assert result["removed"]["example.org"]["publish"] == [] and result["removed"]["example.org"]["retired"]
+    plans, _ = run(key_dir, T0 + 7 * DAY, rotation=True, dns=nothing_answers.dns(), check=True)
+    assert not any(p.changes for p in plans)
+    # site.yml (no rotation) leaves removed domains alone, and a domain added back gets a new first key.
+    assert [p.domain for p in run(key_dir, T0 + 7 * DAY, domains=DOMAINS, check=True)[0]] == DOMAINS
