@@ -61,6 +61,8 @@ class KeyRequest:
     tag: str = ""
     schedule: Schedule = field(default_factory=Schedule)
     nameservers: tuple[str, ...] = ()
+    # Key files the running signer's configuration names (signer_in_use): never deleted while it does.
+    in_use: frozenset[str] = frozenset()
 
 
 def key_request(rsa_bits: int, ed25519: bool, tag: str, rotation: Mapping[str, object]) -> KeyRequest:
@@ -166,16 +168,30 @@ def _unmade(ring: dict) -> list[dict]:
     return [k for k in ring["keys"] if k["state"] not in KEYLESS_STATES and not k.get("public_key")]
 
 
-def stale_files(ring: dict, key_dir: str) -> bool:
-    """Whether a keyless key still has its key file (a run killed before it deleted it)."""
-    return any(os.path.exists(key_file(key_dir, ring["domain"], k["selector"]))
-               for k in ring["keys"] if k["state"] in KEYLESS_STATES)
+def signer_in_use(key_dir: str, configs: Iterable[str]) -> frozenset[str]:
+    """The key files of key_dir that the signer's configuration texts name (its path in the text)."""
+    names = os.listdir(key_dir) if os.path.isdir(key_dir) else []
+    paths = [os.path.join(key_dir, name) for name in names if name.endswith(".key")]
+    return frozenset(path for path in paths if any(path in config for config in configs))
 
 
-def needs_apply(ring: dict, updated: dict, key_dir: str) -> bool:
+def stale_files(ring: dict, key_dir: str, in_use: frozenset[str] = frozenset()) -> list[str]:
+    """The key files of keyless keys still there (a run killed before it deleted them) that may go: not those
+    the signer's configuration still names (in_use); they go in a later run, once it no longer does."""
+    paths = [key_file(key_dir, ring["domain"], k["selector"]) for k in ring["keys"] if k["state"] in KEYLESS_STATES]
+    return [path for path in paths if os.path.exists(path) and path not in in_use]
+
+
+def kept_in_use(ring: dict, key_dir: str, in_use: frozenset[str]) -> list[str]:
+    """The key files of keyless keys that stay because the signer's configuration still names them."""
+    paths = [key_file(key_dir, ring["domain"], k["selector"]) for k in ring["keys"] if k["state"] in KEYLESS_STATES]
+    return [path for path in paths if path in in_use and os.path.exists(path)]
+
+
+def needs_apply(ring: dict, updated: dict, key_dir: str, in_use: frozenset[str] = frozenset()) -> bool:
     """Whether the ring must be written: it changed (other than the time of its last check), a key must be
     made, or a key file must be deleted."""
-    return (_without_check_time(updated) != _without_check_time(ring) or stale_files(updated, key_dir)
+    return (_without_check_time(updated) != _without_check_time(ring) or bool(stale_files(updated, key_dir, in_use))
             or bool(_unmade(updated)))
 
 
@@ -198,9 +214,10 @@ class RingPlan:
         return self.before["domain"]
 
 
-def _ring_plan(ring: dict, updated: dict, actions: list[dict] | None, key_dir: str) -> RingPlan:
+def _ring_plan(ring: dict, updated: dict, actions: list[dict] | None, key_dir: str,
+               in_use: frozenset[str]) -> RingPlan:
     domain, was = ring["domain"], {k["selector"]: k["state"] for k in ring["keys"]}
-    return RingPlan(ring, updated, actions, needs_apply(ring, updated, key_dir),
+    return RingPlan(ring, updated, actions, needs_apply(ring, updated, key_dir, in_use),
                     created=[f"{domain}/{k['selector']}" for k in _unmade(updated)],
                     activated=[f"{domain}/{k['selector']}" for k in updated["keys"]
                                if k["state"] == "active" and was.get(k["selector"]) != "active"])
@@ -221,7 +238,7 @@ def plan_ring(key_dir: str, domain: str, request: KeyRequest, now: float, rotati
     else:
         updated = with_keys(ring, [dict(k, public_key=None)
                                    for k in plan_initial_keys(ring, dict(request.wanted), now, request.tag)])
-    return _ring_plan(ring, updated, actions, key_dir)
+    return _ring_plan(ring, updated, actions, key_dir, request.in_use)
 
 
 def removed_domains(key_dir: str, domains: Iterable[str]) -> list[str]:
@@ -258,7 +275,8 @@ def _complete(ring: dict, key_dir: str, mode: int, uid: int, gid: int,
 
 
 def apply(ring: dict, key_dir: str, mode: int, uid: int = -1, gid: int = -1,
-          make_key: Callable[[str, int | None], bytes] = generate_private_key) -> dict:
+          make_key: Callable[[str, int | None], bytes] = generate_private_key,
+          in_use: frozenset[str] = frozenset()) -> dict:
     """Write a ring that changed, make its new keys and delete the keys it no longer holds, in an order that
     a killed run leaves something the next run completes: the state first (new selectors without keys are
     completed, keyless states lose their files), then the key files, then the state with the public keys.
@@ -267,10 +285,8 @@ def apply(ring: dict, key_dir: str, mode: int, uid: int = -1, gid: int = -1,
     save_json(path, ring, mode, uid, gid)
     ring = _complete(ring, key_dir, mode, uid, gid, make_key)
     save_json(path, ring, mode, uid, gid)
-    for key in ring["keys"]:
-        name = key_file(key_dir, ring["domain"], key["selector"])
-        if key["state"] in KEYLESS_STATES and os.path.exists(name):
-            os.unlink(name)
+    for name in stale_files(ring, key_dir, in_use):
+        os.unlink(name)
     return ring
 
 
@@ -294,8 +310,8 @@ def make_key_dir(key_dir: str) -> None:
     os.mkdir(key_dir, 0o750)
 
 
-def report(plans: Iterable[RingPlan], key_dir: str) -> dict:
-    """The module's return values (but changed): domains, removed, created, actions, activated, and the diff of the
+def report(plans: Iterable[RingPlan], key_dir: str, in_use: frozenset[str] = frozenset()) -> dict:
+    """The module's return values (but changed): domains, removed, created, actions, activated, kept, and the diff of the
     rings' selectors and states (never key material). A plan whose ring was written carries it as after
     (dataclasses.replace(plan, after=apply(...))), with its public keys."""
     plans = list(plans)
@@ -305,6 +321,7 @@ def report(plans: Iterable[RingPlan], key_dir: str) -> dict:
         "created": [name for p in plans for name in p.created],
         "actions": {p.domain: p.actions for p in plans if p.actions is not None},
         "activated": [name for p in plans for name in p.activated],
+        "kept": [path for p in plans for path in kept_in_use(p.after, key_dir, in_use)],
         "diff": {"before": {p.domain: {k["selector"]: k["state"] for k in p.before["keys"]} for p in plans},
                  "after": {p.domain: {k["selector"]: k["state"] for k in p.after["keys"]} for p in plans}},
     }

@@ -120,6 +120,15 @@ options:
         type: list
         elements: str
         default: []
+  signer_configs:
+    description:
+      - The signer's configuration files (Rspamd's C(dkim_signing.conf), dkimproxy's sender map) as it runs them.
+        A key file whose path one of them names is never deleted, even when its key is retired: it goes in a
+        later run, once the configuration no longer names it (RV(kept) lists it meanwhile). Missing files are
+        skipped.
+    type: list
+    elements: path
+    default: []
   owner:
     description: Owner of the key files and state files (the signer reads them).
     type: str
@@ -184,6 +193,11 @@ actions:
   sample:
     example.test:
       - {action: wait, selector: 20270524-mx1, key_type: rsa, status: absent, activates_at: null}
+kept:
+  description: Key files of retired keys kept because a file of O(signer_configs) still names them (with a warning).
+  returned: always
+  type: list
+  elements: str
 activated:
   description: The selectors that started signing in this run, as domain/selector (the signer must reload).
   returned: always
@@ -208,6 +222,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dkim_keys imp
     key_dir_problem,
     key_request,
     make_key_dir,
+    signer_in_use,
     managed_paths,
     plan,
     query,
@@ -236,6 +251,7 @@ def main() -> None:
                 "queue_lifetime": {"type": "raw", "default": "4d"},
                 "nameservers": {"type": "list", "elements": "str", "default": []},
             }},
+            "signer_configs": {"type": "list", "elements": "path", "default": []},
             "owner": {"type": "str", "default": "root"},
             "group": {"type": "str", "default": "root"},
             "mode": {"type": "str", "default": "0600"},
@@ -272,7 +288,18 @@ def main() -> None:
             rings = query(key_dir, params["domains"])
         except (KeyRingError, StateFileError) as exc:
             module.fail_json(msg=str(exc))
-        module.exit_json(changed=False, domains=rings, created=[], actions={}, activated=[])
+        module.exit_json(changed=False, domains=rings, removed={}, created=[], actions={}, activated=[], kept=[])
+
+    configs = []
+    for path in params["signer_configs"]:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as config:
+                configs.append(config.read())
+        except FileNotFoundError:
+            continue  # not installed yet: nothing signs with any key
+        except OSError as exc:
+            module.fail_json(msg=f"signer_configs: {path} cannot be read: {exc}")
+    request = dataclasses.replace(request, in_use=signer_in_use(key_dir, configs))
 
     changed = False
     if key_dir_problem(key_dir):
@@ -295,7 +322,7 @@ def main() -> None:
             changed = True
             if not module.check_mode:
                 plans[index] = ring_plan = dataclasses.replace(
-                    ring_plan, after=apply(ring_plan.after, key_dir, mode, uid, gid))
+                    ring_plan, after=apply(ring_plan.after, key_dir, mode, uid, gid, in_use=request.in_use))
         for path in managed_paths(ring_plan.after, key_dir):
             if os.path.exists(path):
                 changed = module.set_fs_attributes_if_different(
@@ -304,7 +331,11 @@ def main() -> None:
             elif not module.check_mode:
                 module.fail_json(msg=f"{ring_plan.domain}: {path} is missing although the key ring lists it")
 
-    module.exit_json(changed=changed, **report(plans, key_dir))
+    result = report(plans, key_dir, request.in_use)
+    for path in result["kept"]:
+        module.warn(f"{path} belongs to a retired key but the signer's configuration still names it: kept until "
+                    "it no longer does (run site.yml, or reload the signer)")
+    module.exit_json(changed=changed, **result)
 
 
 if __name__ == "__main__":

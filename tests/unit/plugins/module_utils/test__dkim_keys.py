@@ -383,3 +383,28 @@ def test_a_domain_removed_from_the_site_stops_signing_and_its_keys_go_after_the_
     assert not any(p.changes for p in plans)
     # site.yml (no rotation) leaves removed domains alone, and a domain added back gets a new first key.
     assert [p.domain for p in run(key_dir, T0 + 7 * DAY, domains=DOMAINS, check=True)[0]] == DOMAINS
+
+
+def test_a_retired_key_named_by_the_signers_configuration_keeps_its_file_until_it_is_not(key_dir):
+    run(key_dir, T0, domains=DOMAINS)
+    ring = keys_.load_ring(key_dir, "example.org")
+    org_key = keys_.key_file(key_dir, "example.org", ring["keys"][0]["selector"])
+    # The signer config was not replaced (a failed validate, a reload that never came): it still names the key.
+    config = f'domain {{ example.org {{ path = "{org_key}"; selector = "{ring["keys"][0]["selector"]}"; }} }}'
+    named = dataclasses.replace(request(), in_use=keys_.signer_in_use(key_dir, [config]))
+    assert named.in_use == {org_key}
+    nothing_answers = FakeDns(authoritative=()).dns()
+
+    run(key_dir, T0 + DAY, req=named, rotation=True, dns=nothing_answers)
+    plans = keys_.plan(key_dir, ["example.test"], named, T0 + 6 * DAY, True, nothing_answers)
+    plans = [dataclasses.replace(p, after=keys_.apply(p.after, key_dir, 0o640, in_use=named.in_use))
+             if p.changes else p for p in plans]
+    assert keys_.load_ring(key_dir, "example.org")["keys"][0]["state"] == "retired"
+    assert os.path.exists(org_key)
+    assert keys_.report(plans, key_dir, named.in_use)["kept"] == [org_key]
+    # Still named: nothing more to do, the run changes nothing; once the config no longer names it, it goes.
+    assert not any(p.changes for p in keys_.plan(key_dir, ["example.test"], named, T0 + 7 * DAY, True,
+                                                 nothing_answers))
+    plans, result = run(key_dir, T0 + 7 * DAY, rotation=True, dns=nothing_answers)
+    assert [p.domain for p in plans if p.changes] == ["example.org"]
+    assert not os.path.exists(org_key) and result["kept"] == []

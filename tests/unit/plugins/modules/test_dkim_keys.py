@@ -315,3 +315,16 @@ def test_new_selector_already_published_by_someone_else_is_refused(key_dir, dns_
     # Once that record is gone the rotation goes ahead.
     del dns_server.records[f"{selector}._domainkey.example.test"]
     assert run_module(rotate_args(key_dir, dns_server))["created"] == [planned]
+
+
+def test_rotate_hands_a_removed_domain_back_as_removed_and_refuses_an_unreadable_signer_config(key_dir, tmp_path):
+    run_module(args_for(key_dir))
+    config = tmp_path / "dkim_signing.conf"
+    config.write_text(f'path = "{key_dir}/{DOMAINS[0]}.x.key";\n')
+    result = run_module(args_for(key_dir, domains=DOMAINS[1:], state="rotate", selector_tag="",
+                                 signer_configs=[str(config), str(tmp_path / "not-installed.conf")]))
+    assert list(result["domains"]) == DOMAINS[1:] and list(result["removed"]) == DOMAINS[:1]
+    assert [a["action"] for a in result["actions"][DOMAINS[0]]] == ["deactivate"]
+    assert result["removed"][DOMAINS[0]]["active"] == {} and result["kept"] == []
+    failed = run_module(args_for(key_dir, state="rotate", signer_configs=[str(tmp_path)]))
+    assert failed["failed"] and f"signer_configs: {tmp_path} cannot be read" in failed["msg"]
