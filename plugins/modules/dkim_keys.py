@@ -26,7 +26,7 @@ description:
     O(rotation.grace), then is revoked (empty C(p=), for O(rotation.revocation)) or retired, and its private
     key deleted. A run with nothing due changes nothing.
   - With V(state=rotate), the ring of a domain that is no longer in O(domains) (removed from the site) goes the
-    same way with no key type wanted: its keys stop signing, stay published for O(rotation.grace) and are then
+    same way with no key type wanted; its keys stop signing, stay published for O(rotation.grace) and are then
     retired and their files deleted; it is returned in RV(removed), never in RV(domains), and its DNS is never
     asked. V(state=present) leaves such rings alone.
 version_added: 0.1.0
@@ -123,7 +123,7 @@ options:
   signer_configs:
     description:
       - The signer's configuration files (Rspamd's C(dkim_signing.conf), dkimproxy's sender map) as it runs them.
-        A key file whose path one of them names is never deleted, even when its key is retired: it goes in a
+        A key file whose path one of them names is never deleted, even when its key is retired; it goes in a
         later run, once the configuration no longer names it (RV(kept) lists it meanwhile). Missing files are
         skipped.
     type: list
