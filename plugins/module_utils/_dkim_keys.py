@@ -127,9 +127,12 @@ def summary(ring: dict, key_dir: str) -> dict:
     }
 
 
-def query(key_dir: str, domains: Iterable[str]) -> dict[str, dict]:
-    """domain -> summary of its ring as it is, for state=query: reads only."""
-    return {domain: summary(load_ring(key_dir, domain), key_dir) for domain in domains}
+def query(key_dir: str, domains: Iterable[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(domains, removed): domain -> summary of its ring as it is, for the domains asked and for the rings of
+    domains removed from the site; for state=query, reads only."""
+    domains = list(domains)
+    return ({domain: summary(load_ring(key_dir, domain), key_dir) for domain in domains},
+            {domain: summary(load_ring(key_dir, domain), key_dir) for domain in removed_domains(key_dir, domains)})
 
 
 def name_servers(domain: str, nameservers: Iterable[str], dns: Dns) -> list[str]:

@@ -17,6 +17,8 @@ What the collection owns in a zone, for each mail domain D of it (nothing else i
   mail certificates cover; never at a mail domain D itself, whose CAA records bind the user's other
   certificates);
 - every wanted rrset, except the shared TXT rrset at D.
+A domain removed from the site (withdrawn) is one of the zone's mail domains whose only wanted records are its
+DKIM keys still published: the rest of the above is removed.
 Records are dicts {name, type, ttl, values} as _dns_records makes them: absolute names, TXT values as lists
 of character-strings, other values in presentation form with absolute names (a name without its final dot
 is read as absolute too).

@@ -260,16 +260,7 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
     if not records[0]["values"]:
         raise DnsRecordError(f"{name}: no MX host")
     records.append(txt_record(name, spf_value(domain.get("spf")), ttl))
-    dkim_values: dict[str, str] = {}
-    for key in dkim_keys:
-        selector = check_selector(key["selector"])
-        value = dkim_txt_value(key["key_type"], key["public_key"])
-        # Each MX host keeps its own keys: the same selector with two keys cannot be published.
-        if dkim_values.setdefault(selector, value) != value:
-            raise DnsRecordError(f"{name}: DKIM selector {selector} is used by two different keys (two hosts "
-                                 "with the same selector tag?)")
-    for selector, value in sorted(dkim_values.items()):
-        records.append(txt_record(f"{selector}._domainkey.{name}", value, ttl))
+    records.extend(dkim_records(name, dkim_keys, ttl))
     records.append(txt_record(f"_dmarc.{name}", dmarc_value(name, domain.get("dmarc")), ttl))
     if tlsrpt_addresses(domain):
         records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, tlsrpt_addresses(domain)), ttl))
@@ -285,6 +276,19 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
         records.extend(address_records(_mta_sts.policy_host(name), addresses, ttl))
         records.extend(caa_records(_mta_sts.policy_host(name), caa_issuers, ttl))
     return records + srv_records(name, mx_hosts, DEFAULT_CLIENT_PORTS if client_ports is None else client_ports, ttl)
+
+
+def dkim_records(name: str, dkim_keys: Iterable[Mapping], ttl: int = 3600) -> list[dict]:
+    """The DKIM key records of a domain, one per selector, in selector order."""
+    dkim_values: dict[str, str] = {}
+    for key in dkim_keys:
+        selector = check_selector(key["selector"])
+        value = dkim_txt_value(key["key_type"], key["public_key"])
+        # Each MX host keeps its own keys: the same selector with two keys cannot be published.
+        if dkim_values.setdefault(selector, value) != value:
+            raise DnsRecordError(f"{name}: DKIM selector {selector} is used by two different keys (two hosts "
+                                 "with the same selector tag?)")
+    return [txt_record(f"{selector}._domainkey.{name}", value, ttl) for selector, value in sorted(dkim_values.items())]
 
 
 def address_records(name: str, addresses: Iterable[str], ttl: int = 3600) -> list[dict]:
@@ -395,9 +399,14 @@ def zone_fragment(records: Iterable[Mapping]) -> str:
 
 def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_rings: Iterable[Mapping],
                  ttl: int = 3600, policy_mx: Iterable[str] | None = None,
-                 client_ports: Mapping[str, int | None] | None = None, caa_issuers: Iterable[str] = ()) -> dict:
-    """{"domains": {name: records}, "hosts": records}: every domain's records and the MX hosts' address, PTR,
-    TLSA and CAA records.
+                 client_ports: Mapping[str, int | None] | None = None, caa_issuers: Iterable[str] = (),
+                 removed_rings: Iterable[Mapping] = ()) -> dict:
+    """{"domains": {name: records}, "hosts": records, "withdrawn": {name: records}}: every domain's records, the
+    MX hosts' address, PTR, TLSA and CAA records, and of each withdrawn domain the records it keeps: its
+    published DKIM keys, nothing else.
+
+    removed_rings: as dkim_rings, the rings of domains removed from the site (dkim_keys' `removed`): each such
+    domain is withdrawn while a host holds its ring, its keys published until rotation retires them.
 
     mx_hosts: [{hostname, priority, addresses, certificates}]; certificates (optional): PEM texts whose keys get
     TLSA records (tlsa_records).
@@ -409,15 +418,23 @@ def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_r
     """
     mx_hosts = list(mx_hosts)
     dkim_rings = list(dkim_rings)
+    removed_rings = list(removed_rings)
     domains = list(domains)
     caa_issuers = check_caa_issuers(caa_issuers)
     apexes = {fqdn(domain["name"]).lower() for domain in domains}
-    result: dict = {"domains": {}, "hosts": []}
-    for domain in domains:
-        keys = [key for ring in dkim_rings for key in ring.get(domain["name"], {}).get("publish", [])
+    result: dict = {"domains": {}, "hosts": [], "withdrawn": {}}
+
+    def published(name: str, rings: list[Mapping]) -> list[Mapping]:
+        return [key for ring in rings for key in ring.get(name, {}).get("publish", [])
                 if key.get("public_key") is not None]
-        result["domains"][domain["name"]] = domain_records(domain, mx_hosts, keys, ttl, policy_mx, client_ports,
-                                                           caa_issuers)
+
+    for domain in domains:
+        result["domains"][domain["name"]] = domain_records(domain, mx_hosts, published(domain["name"], dkim_rings), ttl,
+                                                           policy_mx, client_ports, caa_issuers)
+    for name in sorted({name for ring in removed_rings for name in ring}):
+        if fqdn(name).lower() in apexes:
+            raise DnsRecordError(f"{name} is a domain of the site, but a host has its key ring as removed")
+        result["withdrawn"][name] = dkim_records(name, published(name, removed_rings), ttl)
     for host in mx_hosts:
         apex = fqdn(host["hostname"]).lower() in apexes
         result["hosts"] += host_records(host["hostname"], host["addresses"], ttl, host.get("certificates") or [],

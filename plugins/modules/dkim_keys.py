@@ -174,8 +174,8 @@ domains:
       retired: ["20260601-mx1"]
 removed:
   description:
-    - With O(state=rotate), the rings of domains no longer in O(domains), as RV(domains) gives them (no active
-      key); empty otherwise.
+    - With O(state=rotate) and O(state=query), the rings in O(key_dir) of domains no longer in O(domains)
+      (removed from the site), as RV(domains) gives them; empty with O(state=present).
   returned: always
   type: dict
 created:
@@ -285,10 +285,10 @@ def main() -> None:
         module.fail_json(msg=str(exc))
     if params["state"] == "query":
         try:
-            rings = query(key_dir, params["domains"])
+            rings, removed = query(key_dir, params["domains"])
         except (KeyRingError, StateFileError) as exc:
             module.fail_json(msg=str(exc))
-        module.exit_json(changed=False, domains=rings, removed={}, created=[], actions={}, activated=[], kept=[])
+        module.exit_json(changed=False, domains=rings, removed=removed, created=[], actions={}, activated=[], kept=[])
 
     configs = []
     for path in params["signer_configs"]:

@@ -75,6 +75,20 @@ options:
     type: list
     elements: dict
     default: []
+  removed_rings:
+    description:
+      - The C(removed) result of M(opendove.mailserver.dkim_keys) with
+        O(opendove.mailserver.dkim_keys#module:state=query) on each MX host, the key rings of domains removed
+        from the site. Such a domain is withdrawn while some host holds its ring; in its zone, every record the
+        collection owns at it is removed (MX, SPF, DMARC, TLSRPT, MTA-STS, SRV), except the DKIM keys still
+        published, kept until the key rotation retires them after their grace period, so that mail signed
+        before the removal still verifies; then their records go too.
+      - The rings stay on the hosts (C(<key_dir>/<domain>.json)); deleting them on every host hands the domain
+        back, after which the collection owns nothing there and leaves records put back by hand, or by another
+        mail service, alone.
+    type: list
+    elements: dict
+    default: []
   caa_issuers:
     description:
       - The domain names of the CAs that may issue the mail certificates (V(letsencrypt.org)). Each gets a CAA
@@ -228,6 +242,12 @@ zones:
   returned: with O(state=present)
   type: dict
   sample: {"example.com": {"server": "192.0.2.53", "added": ["_dmarc.example.com. TXT"], "changed": [], "removed": []}}
+withdrawn:
+  description:
+    - Per withdrawn domain (see O(removed_rings)), the records it keeps (its DKIM keys still published) as C(records)
+      and C(zone); without a publisher for its zone, keep those published by hand and remove the rest.
+  returned: with O(state=present)
+  type: dict
 unpublished:
   description: The names and types of records that no zone of O(publishers) holds (C(name type) each).
   returned: with O(state=present)
@@ -325,6 +345,7 @@ def main() -> None:
             "domains": {"type": "list", "elements": "dict", "required": True},
             "mx_hosts": {"type": "list", "elements": "dict", "required": True},
             "dkim_rings": {"type": "list", "elements": "dict", "default": []},
+            "removed_rings": {"type": "list", "elements": "dict", "default": []},
             "caa_issuers": {"type": "list", "elements": "str", "default": []},
             "ttl": {"type": "int", "default": 3600},
             "mta_sts_mx_hosts": {"type": "list", "elements": "str", "default": []},
@@ -356,7 +377,8 @@ def main() -> None:
                          exception=DNSPYTHON_IMPORT_ERROR)
     try:
         computed = site_records(params["domains"], params["mx_hosts"], params["dkim_rings"], params["ttl"],
-                                params["mta_sts_mx_hosts"] or None, params["client_ports"], params["caa_issuers"])
+                                params["mta_sts_mx_hosts"] or None, params["client_ports"], params["caa_issuers"],
+                                params["removed_rings"])
         publishers = {}
         for publisher in params["publishers"]:
             zone = publisher["zone"].rstrip(".").lower()
@@ -371,7 +393,8 @@ def main() -> None:
     if params["state"] == "query":
         query(module, computed)
 
-    records = [record for domain in computed["domains"].values() for record in domain] + computed["hosts"]
+    records = [record for records in (*computed["domains"].values(), computed["hosts"], *computed["withdrawn"].values())
+               for record in records]
     by_zone: dict[str, list[dict]] = {zone: [] for zone in publishers}
     unpublished = []
     for record in records:
@@ -385,7 +408,7 @@ def main() -> None:
     plans = {}
     try:
         for zone, publisher in publishers.items():
-            domains = [name for name in computed["domains"] if zone_for(name, [zone])]
+            domains = [name for name in [*computed["domains"], *computed["withdrawn"]] if zone_for(name, [zone])]
             live = read_zone(zone, publisher["server"], publisher["key"], params["timeout"])
             plans[zone] = plan(by_zone[zone], live, domains)
         if not module.check_mode:
@@ -399,6 +422,8 @@ def main() -> None:
         changed=any(changes.changed for changes in plans.values()),
         domains={name: {"records": domain, "zone": zone_fragment(domain)} for name, domain in computed["domains"].items()},
         hosts={"records": computed["hosts"], "zone": zone_fragment(computed["hosts"])},
+        withdrawn={name: {"records": kept, "zone": zone_fragment(kept) if kept else ""}
+                   for name, kept in computed["withdrawn"].items()},
         zones={zone: {"server": publishers[zone]["server"], "added": _names(changes.add),
                       "changed": _names(changes.change), "removed": _names(changes.remove)}
                for zone, changes in plans.items()},

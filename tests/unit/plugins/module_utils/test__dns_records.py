@@ -290,6 +290,21 @@ def test_site_records_publish_every_hosts_made_keys_once_per_domain():
         ("mx1.example.test.", "A"), ("1.2.0.192.in-addr.arpa.", "PTR"),
         ("mx2.example.test.", "A"), ("2.2.0.192.in-addr.arpa.", "PTR")]
     assert "2.2.0.192.in-addr.arpa.\t300\tIN\tPTR\tmx2.example.test.\n" in rec.zone_fragment(result["hosts"])
+    assert result["withdrawn"] == {}
+
+
+def test_site_records_withdraw_a_removed_domain_keeping_only_its_published_keys():
+    mx = [{"hostname": "mx1.example.test", "priority": 10, "addresses": ["192.0.2.1"]}]
+    removed = [{"gone.test": {"publish": [{"selector": "s1", "key_type": "rsa", "public_key": "AB"}]},
+                "done.test": {"publish": []}},
+               {"gone.test": {"publish": [{"selector": "s2", "key_type": "rsa", "public_key": None}]}}]
+    result = rec.site_records([{"name": "example.test"}], mx, [], 300, removed_rings=removed)
+    # done.test's keys are retired, its other records still withdrawn; s2 was never made: not published.
+    assert list(result["withdrawn"]) == ["done.test", "gone.test"] and list(result["domains"]) == ["example.test"]
+    assert result["withdrawn"]["done.test"] == []
+    assert [(r["name"], r["type"]) for r in result["withdrawn"]["gone.test"]] == [("s1._domainkey.gone.test.", "TXT")]
+    with pytest.raises(rec.DnsRecordError, match="example.test is a domain of the site, but a host has its key ring"):
+        rec.site_records([{"name": "example.test"}], mx, [], removed_rings=[{"example.test": {"publish": []}}])
 
 
 # --- TLSA (DANE, RFC 7672) and CAA (RFC 8659)

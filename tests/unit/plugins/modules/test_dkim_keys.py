@@ -319,6 +319,10 @@ def test_new_selector_already_published_by_someone_else_is_refused(key_dir, dns_
 
 def test_rotate_hands_a_removed_domain_back_as_removed_and_refuses_an_unreadable_signer_config(key_dir, tmp_path):
     run_module(args_for(key_dir))
+    # A query names the removed domain's ring too, keys and all: the DNS publisher keeps its keys published.
+    queried = run_module(args_for(key_dir, domains=DOMAINS[1:], state="query"))
+    assert list(queried["domains"]) == DOMAINS[1:] and list(queried["removed"]) == DOMAINS[:1]
+    assert queried["removed"][DOMAINS[0]]["publish"] and queried["changed"] is False
     config = tmp_path / "dkim_signing.conf"
     config.write_text(f'path = "{key_dir}/{DOMAINS[0]}.x.key";\n')
     result = run_module(args_for(key_dir, domains=DOMAINS[1:], state="rotate", selector_tag="",

@@ -5,6 +5,9 @@ records through a certificate change, CAA records at the mail names only."""
 from __future__ import annotations
 
 import ad_hoc
+import dns.query
+import dns.rcode
+import dns.update
 import pytest
 from certificates import certificate
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
@@ -34,6 +37,15 @@ def run(arguments: dict, check: bool = False) -> dict:
 
 def live(server: str, zone: str) -> dict:
     return pub.read_zone(zone, server, pub.tsig_key("mail-update", "hmac-sha256", SECRET), timeout=2)
+
+
+def dns_update(zone: str, server: str, additions: list[tuple[str, str, str]]) -> None:
+    """Records added by someone else (an operator, another mail service) with the same key."""
+    update = dns.update.UpdateMessage(zone, keyring=pub.tsig_key("mail-update", "hmac-sha256", SECRET))
+    for name, rdtype, value in additions:
+        update.add(name, 300, rdtype, value)
+    address, port = pub.parse_server(server)
+    assert dns.query.tcp(update, address, port=port, timeout=5).rcode() == dns.rcode.NOERROR
 
 
 def test_without_publishers_every_record_is_returned_and_nothing_asked():
@@ -154,3 +166,45 @@ def test_tlsa_and_caa_through_a_certificate_change(named):
 def test_bad_certificate_or_issuer_fails_before_any_server_is_asked(change, message):
     result = run(args(publishers=[publisher(f"127.0.0.1#{free_port()}")], **change))
     assert result.get("failed") is True and result["msg"].startswith(message)
+
+
+def test_a_removed_domain_is_withdrawn_but_its_published_dkim_keys_stay_until_retired(named):
+    publishers = [publisher(named, zone="gone.test")]
+    gone = {"name": "gone.test", "mta_sts": {"mode": "testing"}}
+    ring = {"gone.test": {"publish": [{"selector": "20261125", "key_type": "rsa", "public_key": KEY}]}}
+    run(args(domains=DOMAINS + [gone], publishers=publishers, dkim_rings=RINGS + [ring]))
+    served = live(named, "gone.test")
+    assert {("_dmarc.gone.test.", "TXT"), ("mta-sts.gone.test.", "A"), ("_imaps._tcp.gone.test.", "SRV")} <= set(served)
+
+    # Removed from the site, its ring still publishing the key: everything of the collection's goes but the key.
+    withdrawing = args(publishers=publishers, removed_rings=[ring, {"gone.test": {"publish": []}}])
+    predicted = run(withdrawing, check=True)
+    assert live(named, "gone.test") == served
+    result = run(withdrawing)
+    assert result["changed"] is True and result["zones"] == predicted["zones"]
+    assert result["zones"]["gone.test"]["added"] == [] and result["zones"]["gone.test"]["changed"] == []
+    assert {"gone.test. MX", "_dmarc.gone.test. TXT", "_mta-sts.gone.test. TXT", "mta-sts.gone.test. A",
+            "_smtp._tls.gone.test. TXT", "_submission._tcp.gone.test. SRV"} <= set(result["zones"]["gone.test"]["removed"])
+    assert [r["name"] for r in result["withdrawn"]["gone.test"]["records"]] == ["20261125._domainkey.gone.test."]
+    zone = live(named, "gone.test")
+    assert ("20261125._domainkey.gone.test.", "TXT") in zone and ("gone.test.", "MX") not in zone
+    # The user's own records stay: the TXT beside SPF (SPF itself goes), another sender's selector, the apex CAA.
+    assert zone[("gone.test.", "TXT")]["values"] == [["google-site-verification=abc"]]
+    assert ("google._domainkey.gone.test.", "TXT") in zone and ("gone.test.", "CAA") in zone
+    assert run(withdrawing)["changed"] is False
+
+    # The rotation retired the key: its record goes too.
+    retired = run(args(publishers=publishers, removed_rings=[{"gone.test": {"publish": []}}]))
+    assert retired["zones"]["gone.test"]["removed"] == ["20261125._domainkey.gone.test. TXT"]
+    assert retired["withdrawn"] == {"gone.test": {"records": [], "zone": ""}}
+    # Its rings deleted, the domain is no longer the collection's: what someone puts there stays.
+    dns_update("gone.test", named, [("@", "MX", "10 mx.elsewhere.test."), ("_dmarc", "TXT", '"v=DMARC1; p=none"')])
+    handed_back = run(args(publishers=publishers))
+    assert handed_back["changed"] is False and handed_back["withdrawn"] == {}
+    assert live(named, "gone.test")[("gone.test.", "MX")]["values"] == ["10 mx.elsewhere.test."]
+
+
+def test_a_site_domain_with_a_removed_ring_is_refused_before_any_server_is_asked():
+    result = run(args(publishers=[publisher(f"127.0.0.1#{free_port()}")], removed_rings=RINGS))
+    assert result.get("failed") is True
+    assert result["msg"] == "site.test is a domain of the site, but a host has its key ring as removed"
