@@ -170,8 +170,8 @@ class _PolicyConnection(http.client.HTTPSConnection):
     """HTTPS to one address of the policy host, the TLS name (SNI, certificate check) and Host being its name:
     every address the records publish is checked, whatever the controller's resolver says."""
 
-    def __init__(self, host: str, address: str, context: ssl.SSLContext, timeout: float) -> None:
-        super().__init__(host, 443, timeout=timeout, context=context)
+    def __init__(self, host: str, address: str, context: ssl.SSLContext, timeout: float, port: int = 443) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
 
     def connect(self) -> None:
@@ -179,12 +179,13 @@ class _PolicyConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def fetch_policy(domain: str, address: str, ca_file: str | None = None, timeout: float = TIMEOUT) -> str:
+def fetch_policy(domain: str, address: str, ca_file: str | None = None, timeout: float = TIMEOUT,
+                 port: int = 443) -> str:
     """The MTA-STS policy served at https://mta-sts.<domain>/.well-known/mta-sts.txt by address, as RFC 8461
     3.3 has senders fetch it: a certificate valid for the name, status 200 without redirect, text/plain.
-    Raises OSError (ssl.SSLError included) or ValueError saying what is wrong."""
+    Raises OSError (ssl.SSLError included) or ValueError saying what is wrong. port: 443 but in tests."""
     host = f"mta-sts.{domain}"
-    connection = _PolicyConnection(host, address, ssl.create_default_context(cafile=ca_file), timeout)
+    connection = _PolicyConnection(host, address, ssl.create_default_context(cafile=ca_file), timeout, port)
     try:
         connection.request("GET", "/.well-known/mta-sts.txt")
         response = connection.getresponse()
@@ -212,6 +213,18 @@ def check_policy(domain: str, expected: str, addresses: Iterable[str],
             "status": min(statuses, key=SEVERITY.index), "advisory": False, "servers": by_address}
 
 
+def _rrsets(records: Iterable[Mapping]) -> list[dict]:
+    """records with those of one rrset merged (the site model has one record per address, a server one rrset)."""
+    merged: dict[tuple[str, str], dict] = {}
+    for record in records:
+        key = (fqdn(record["name"]).lower(), record["type"].upper())
+        if key in merged:
+            merged[key]["values"] = merged[key]["values"] + list(record["values"])
+        else:
+            merged[key] = dict(record, values=list(record["values"]))
+    return list(merged.values())
+
+
 def _checked(record: Mapping, servers_for: Callable[[str], list[str]], ask: Callable[[str, str, str], list]) -> dict:
     try:
         servers = servers_for(record["name"])
@@ -231,7 +244,7 @@ def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Itera
     report = {}
     for domain in domains:
         name, records = domain["name"], computed["domains"][domain["name"]]
-        checks = [_checked(record, servers_for, ask) for record in records]
+        checks = [_checked(record, servers_for, ask) for record in _rrsets(records)]
         published = {record["name"] for record in records}
         for selector in sorted({s for ring in dkim_rings for s in ring.get(name, {}).get("retired", [])}):
             record_name = fqdn(f"{selector}._domainkey.{name}")
@@ -248,7 +261,7 @@ def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Itera
             addresses = [v for r in records if r["name"] == host and r["type"] in ("A", "AAAA") for v in r["values"]]
             checks.append(check_policy(name, _mta_sts.policy_text(domain["mta_sts"], policy_mx), addresses, fetch))
         report[name] = checks
-    report["hosts"] = [_checked(record, servers_for, ask) for record in computed["hosts"]]
+    report["hosts"] = [_checked(record, servers_for, ask) for record in _rrsets(computed["hosts"])]
     return report
 
 
