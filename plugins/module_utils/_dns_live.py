@@ -17,7 +17,6 @@ SRV records and TLS reporting are advisory (reported, never failing). The questi
 
 from __future__ import annotations
 
-import errno
 import http.client
 import socket
 import ssl
@@ -127,15 +126,14 @@ def check_withdrawn(name: str, rdtype: str, servers: Iterable[str], ask: Callabl
 
 
 def can_reach(address: str) -> bool:
-    """Whether this host has a route to address (a UDP connect sends nothing; no route fails at once)."""
+    """Whether this host has a route to address (a UDP connect sends nothing; no route fails at once). Any
+    other error (a link-local address without its interface, say) means it cannot be asked from here either."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.connect((address, 53))
-    except OSError as exc:
-        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-            return False
-        raise
+    except OSError:
+        return False
     return True
 
 
@@ -148,7 +146,7 @@ def authoritative_servers(name: str, resolver: dns.resolver.Resolver,
         targets = sorted(ns.target.to_text() for ns in resolver.resolve(zone, "NS"))
     except dns.exception.DNSException as exc:
         raise DnsPublishError(f"the name servers of {name} cannot be found: {exc}") from None
-    addresses, unreachable = [], []
+    addresses, unreachable, unresolved = [], [], []
     for target in targets:
         for rdtype in ("A", "AAAA"):
             try:
@@ -156,13 +154,15 @@ def authoritative_servers(name: str, resolver: dns.resolver.Resolver,
             except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
                 continue
             except dns.exception.DNSException as exc:
-                raise DnsPublishError(f"the address of name server {target} of {zone} cannot be found: {exc}") from None
+                # The zone's other servers can still be asked; this one is named if none can.
+                unresolved.append(f"{target} ({rdtype} lookup failed: {exc})")
+                continue
             addresses += [a for a in found if reachable(a)]
             unreachable += [f"{target} {a}" for a in found if not reachable(a)]
     if not addresses:
-        raise DnsPublishError(f"no name server of {zone.to_text()} can be asked from here: "
-                              f"{', '.join(unreachable) or ', '.join(targets) + ' (no address)'}"
-                              f"{' (no route to their addresses)' if unreachable else ''}")
+        raise DnsPublishError(f"no name server of {zone.to_text()} can be asked from here: " + ", ".join(
+            [*unresolved, *unreachable, *([] if unresolved or unreachable else [", ".join(targets) + " (no address)"])])
+            + (" (no route to their addresses)" if unreachable else ""))
     return sorted(set(addresses))
 
 
@@ -200,15 +200,21 @@ def fetch_policy(domain: str, address: str, ca_file: str | None = None, timeout:
 
 
 def check_policy(domain: str, expected: str, addresses: Iterable[str],
-                 fetch: Callable[[str, str], str]) -> dict:
-    """The policy each address of mta-sts.<domain> serves, against the text the `_mta-sts` id was made of."""
-    by_address = {}
+                 fetch: Callable[[str, str], str], reachable: Callable[[str], bool] = can_reach) -> dict:
+    """The policy each address of mta-sts.<domain> serves, against the text the `_mta-sts` id was made of. An
+    address this host has no route to (IPv6 without an IPv6 route) is named as not asked, and only fails the
+    check when no address can be asked at all."""
+    by_address, statuses = {}, []
     for address in addresses:
+        if not reachable(address):
+            by_address[address] = "not asked: no route from here"
+            continue
         try:
             by_address[address] = "ok" if fetch(domain, address) == expected else "different: not the published policy"
         except (OSError, ValueError, http.client.HTTPException) as exc:
             by_address[address] = f"unreachable: {exc}"
-    statuses = [status.split(":")[0] for status in by_address.values()] or ["unreachable"]
+        statuses.append(by_address[address].split(":")[0])
+    statuses = statuses or ["unreachable"]
     return {"name": f"https://mta-sts.{domain}/.well-known/mta-sts.txt", "type": "HTTPS",
             "status": min(statuses, key=SEVERITY.index), "advisory": False, "servers": by_address}
 

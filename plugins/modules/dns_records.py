@@ -316,8 +316,9 @@ def query(module: AnsibleModule, computed: dict) -> None:
         module.fail_json(msg=str(exc))
     resolver = dns.resolver.Resolver(configure=not params["resolvers"])
     if params["resolvers"]:
-        resolver.nameservers = [parse_server(server)[0] for server in params["resolvers"]]
-        resolver.port = parse_server(params["resolvers"][0])[1]
+        resolvers = [parse_server(server) for server in params["resolvers"]]
+        resolver.nameserver_ports = dict(resolvers)  # each its own port (192.0.2.53#5353), set before the servers
+        resolver.nameservers = [address for address, _port in resolvers]
     resolver.lifetime = params["timeout"]
     discovered: dict[str, list[str]] = {}
 

@@ -22,7 +22,7 @@ WRONG = base64.b64encode(os.urandom(32)).decode()  # named knows no key with thi
 SECRETS = (SECRET, OTHER, WRONG)
 # Zones the key mail-update may update and transfer; locked.test may be transferred, not updated.
 ZONES = ("example.test", "change.test", "ttl.test", "site.test", "other.test", "role.test", "dane.test", "gone.test",
-         "live.test", "query.test", "2.0.192.in-addr.arpa")
+         "live.test", "query.test", "ns.test", "2.0.192.in-addr.arpa")
 # Relative names, so the one file serves every zone; mx1 needs its address: BIND refuses an update after which
 # an in-zone MX target has none (check-integrity). The CAA record at the apex is the user's (their web server's).
 ZONE_FILE = """$TTL 300

@@ -411,6 +411,17 @@ def test_servers_this_host_has_no_route_to_are_skipped_and_none_left_is_reported
                                  "(no route to their addresses)")
 
 
+def test_a_name_server_whose_address_cannot_be_found_is_skipped_and_named_when_none_is_left(named, resolver):
+    # named answers REFUSED for ns.elsewhere.test, a zone it does not serve: that server's address is unknown.
+    update(named, "ns.test", lambda message: message.add("@", 300, "NS", "ns.elsewhere.test."))
+    assert live.authoritative_servers("_dmarc.ns.test", resolver, lambda a: True) == ["127.0.0.1"]
+    update(named, "ns.test", lambda message: message.delete("@", "NS", "ns1"))
+    with pytest.raises(pub.DnsPublishError) as raised:
+        live.authoritative_servers("_dmarc.ns.test", resolver, lambda a: True)
+    assert str(raised.value).startswith("no name server of ns.test. can be asked from here: "
+                                        "ns.elsewhere.test. (A lookup failed: ")
+
+
 def test_can_reach_asks_the_routing_table_only(monkeypatch):
     assert live.can_reach("127.0.0.1") is True
 
@@ -424,6 +435,9 @@ def test_can_reach_asks_the_routing_table_only(monkeypatch):
     for code in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
         NoRoute.code = code
         assert live.can_reach("2001:db8::53") is False and live.can_reach("192.0.2.53") is False
+    # Any other error (a link-local address without its interface: EINVAL) is "cannot ask", not a traceback.
+    NoRoute.code = errno.EINVAL
+    assert live.can_reach("fe80::1") is False
 
 
 # --- The MTA-STS policy over HTTPS, from a server on 127.0.0.1 with a certificate of a test CA
@@ -543,6 +557,16 @@ def test_the_policy_is_fetched_from_the_address_given_with_the_policy_hosts_name
     assert live.check_policy("pol.test", POLICY, ["127.0.0.1"], fetcher(policy_server)) == {
         "name": "https://mta-sts.pol.test/.well-known/mta-sts.txt", "type": "HTTPS", "status": "ok",
         "advisory": False, "servers": {"127.0.0.1": "ok"}}
+
+
+def test_a_policy_address_with_no_route_from_here_is_named_not_failed(policy_server, pages):
+    pages[("mta-sts.pol.test", "/.well-known/mta-sts.txt")] = (200, "text/plain", POLICY, {})
+    ipv4_only = lambda address: ":" not in address  # noqa: E731
+    result = live.check_policy("pol.test", POLICY, ["127.0.0.1", "2001:db8::25"], fetcher(policy_server), ipv4_only)
+    assert result["status"] == "ok"
+    assert result["servers"] == {"127.0.0.1": "ok", "2001:db8::25": "not asked: no route from here"}
+    nothing = live.check_policy("pol.test", POLICY, ["2001:db8::25"], fetcher(policy_server), ipv4_only)
+    assert nothing["status"] == "unreachable" and nothing["servers"] == {"2001:db8::25": "not asked: no route from here"}
 
 
 @pytest.mark.parametrize("page, status", [
