@@ -375,11 +375,11 @@ def test_a_domain_removed_from_the_site_stops_signing_and_its_keys_go_after_the_
     assert os.path.exists(org_key) and result["removed"]["example.org"]["publish"]  # still published, grace
     assert nothing_answers.questions == []
 
-    _, result = run(key_dir, T0 + 6 * DAY, rotation=True, dns=nothing_answers.dns())
+    result = run(key_dir, T0 + 6 * DAY, rotation=True, dns=nothing_answers.dns())[1]
     assert [a["action"] for a in result["actions"]["example.org"]] == ["retire"]
     assert not os.path.exists(org_key)
     assert result["removed"]["example.org"]["publish"] == [] and result["removed"]["example.org"]["retired"]
-    plans, _ = run(key_dir, T0 + 7 * DAY, rotation=True, dns=nothing_answers.dns(), check=True)
+    plans = run(key_dir, T0 + 7 * DAY, rotation=True, dns=nothing_answers.dns(), check=True)[0]
     assert not any(p.changes for p in plans)
     # site.yml (no rotation) leaves removed domains alone, and a domain added back gets a new first key.
     assert [p.domain for p in run(key_dir, T0 + 7 * DAY, domains=DOMAINS, check=True)[0]] == DOMAINS
