@@ -286,7 +286,8 @@ def relayhost_spf_problems(domains: Iterable[Mapping], include_terms: Iterable[s
                            own_hosts: Iterable[str] = ()) -> list[str]:
     """Why the SPF record of each domain would fail the mail a smarthost relays (one message per domain).
 
-    relayhost: mail_relayhost; only whether it is set ({} or None: not) and its host matter. A record is refused
+    relayhost: mail_relayhost or its host name; only whether it is set ({}, "" or None: not) and its host
+    matter (nothing else of it is ever quoted, so never its password). A record is refused
     when it ends in -all and authorises nothing but the site itself: a, mx, or a:/mx: naming the domain or one
     of own_hosts (the MX host names). Any other authorising term (include:, ip4:, ip6:, exists:, ptr, a:/mx: of
     another name, redirect=) is taken to cover the smarthost; ~all and ?all records are not refused.
@@ -294,6 +295,8 @@ def relayhost_spf_problems(domains: Iterable[Mapping], include_terms: Iterable[s
     if not relayhost:
         return []
     host = relayhost.get("host") if isinstance(relayhost, Mapping) else relayhost
+    if not isinstance(host, str) or not host:
+        host = "(its host not given)"
     own = {str(name).rstrip(".").lower() for name in own_hosts}
     include_terms = list(include_terms)
     problems = []

@@ -92,10 +92,12 @@ options:
   relayhost:
     description:
       - The host name of the smarthost all mail leaves through (C(mail_relayhost.host)); unset or empty, mail
-        leaves from the MX hosts themselves. Only the name is passed, never the smarthost's credentials.
+        leaves from the MX hosts themselves.
+      - A dict (C(mail_relayhost)) is taken too, and only its C(host) read; but module arguments show in verbose
+        output, so pass the name, never the smarthost's credentials (the dns_records role passes the name).
       - Set, every domain's SPF record must authorise more than the site's own hosts or not end in C(-all)
         (see the description).
-    type: str
+    type: raw
   caa_issuers:
     description:
       - The domain names of the CAs that may issue the mail certificates (V(letsencrypt.org)). Each gets a CAA
@@ -353,7 +355,7 @@ def main() -> None:
             "dkim_rings": {"type": "list", "elements": "dict", "default": []},
             "caa_issuers": {"type": "list", "elements": "str", "default": []},
             "spf_include": {"type": "list", "elements": "str", "default": []},
-            "relayhost": {"type": "str"},
+            "relayhost": {"type": "raw"},
             "ttl": {"type": "int", "default": 3600},
             "mta_sts_mx_hosts": {"type": "list", "elements": "str", "default": []},
             "client_ports": {"type": "dict", "default": {}, "options": {

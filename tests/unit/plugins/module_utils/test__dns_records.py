@@ -563,3 +563,11 @@ def test_host_records_end_with_tlsa_and_caa_and_parse_as_a_zone():
     assert (tlsa.usage, tlsa.selector, tlsa.mtype, tlsa.cert) == (3, 1, 1, hashlib.sha256(spki_of(pem)).digest())
     caa = zone.find_rdataset("mx1.example.test.", dns.rdatatype.CAA)[0]
     assert (caa.flags, caa.tag, caa.value) == (0, b"issue", b"letsencrypt.org")
+
+
+def test_relayhost_problem_quotes_only_the_smarthosts_name():
+    relayhost = {"host": "smtp.relay.example", "username": "mx1", "password": "pa ss:word"}
+    problems = rec.relayhost_spf_problems([{"name": "example.test"}], [], relayhost)
+    assert len(problems) == 1 and "smarthost smtp.relay.example" in problems[0] and "pa ss:word" not in problems[0]
+    assert "smarthost (its host not given)" in rec.relayhost_spf_problems([{"name": "example.test"}], [],
+                                                                          {"password": "pa ss:word"})[0]

@@ -322,7 +322,8 @@ def test_mail_spf_include_counts_in_the_default_spf_of_each_domain():
     include = [f"s{i}.relay.example" for i in range(10)]
     errors = errors_of(spf_include=include)
     # Both domains publish the default record, which would need 11 lookups; a domain with its own spf does not.
-    assert [e.split(":")[0] for e in errors] == ["mail_domains[0] (example.test).spf", "mail_domains[1] (example.org).spf"]
+    assert [e.split(":")[0] for e in errors] == ["mail_domains[0] (example.test).spf",
+                                                 "mail_domains[1] (example.org).spf"]
     domains = [SITE["domains"][0], dict(SITE["domains"][1], spf="v=spf1 mx -all")]
     assert len(errors_of(spf_include=include, domains=domains)) == 1
 
