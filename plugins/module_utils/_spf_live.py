@@ -98,7 +98,7 @@ def _lookups_through(spf, resolver) -> Iterator[None]:
 def _evaluate(spf, domain: str, policy: str | None, address: str, timeout: float):
     """(result, explanation, lookups) of policy (None: the domain's published record) for a client address."""
     query = spf.query(i=address, s=f"postmaster@{domain}", h=domain, strict=True, timeout=timeout)
-    result, _, explanation = query.check(spf=policy)
+    result, _code, explanation = query.check(spf=policy)
     return result, explanation, query.lookups
 
 
@@ -154,7 +154,7 @@ def spf_checks(domain: str, spf_expected: str | None, addresses: Iterable[str], 
             checks.append(_check("SPF lookups", True, f"{lookups} of at most {SPF_LOOKUP_LIMIT} DNS lookups, "
                                                       "counted through include: and redirect="))
         for address in addresses:
-            result, explanation, _ = _evaluate(spf, domain, policy, address, timeout)
+            result, explanation, _lookups = _evaluate(spf, domain, policy, address, timeout)
             checks.append(_check(f"SPF {address}", result == "pass",
                                  "pass" if result == "pass" else f"{result}: {explanation}"))
     return checks
