@@ -16,11 +16,11 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._site_model im
 
 
 def mail_site_errors(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost=None,
-                     password_hash_max_cost=None):
+                     password_hash_max_cost=None, spf_include=None):
     """Every problem of the site model as a list of messages; empty when it is sound. password_hash_max_cost:
-    mail_password_hash_max_cost (None or {}: the default limits)."""
+    mail_password_hash_max_cost (None or {}: the default limits); spf_include: mail_spf_include."""
     return validate_site(hostname, domains, accounts, aliases, tls_certificate, tls_private_key, relayhost,
-                         password_hash_max_cost)
+                         password_hash_max_cost, spf_include)
 
 
 def mail_submission_auth_errors(factors, client_ca):

@@ -31,6 +31,12 @@ _SPF_TERM = re.compile(
 )
 _SPF_MODIFIER = re.compile(r"^(?P<name>redirect|exp)=(?P<arg>\S+)$")
 _LOOKUP_TERMS = {"include", "a", "mx", "ptr", "exists", "redirect"}
+# mail_spf_include entries: a bare domain (an include), or one of these terms, no qualifier (each authorises).
+_SPF_INCLUDE_TERM = re.compile(r"^(?P<mechanism>include|a|mx|ip4|ip6)(?::(?P<arg>.*))?$")
+_SPF_INCLUDE_FORMS = ("a domain (include:<domain>), include:<domain>, a, a:<domain>, mx:<domain>, "
+                      "ip4:<address>[/<length>] or ip6:<address>[/<length>]")
+# A label of a name an SPF term names: underscores too, as providers' records do (include:_spf.google.com).
+_SPF_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 # The SRV names mail clients look up (RFC 6186; submissions: RFC 8314 5.1) and the service each names.
 CLIENT_SERVICES = (("_submissions._tcp", "submissions"), ("_submission._tcp", "submission"),
                    ("_imaps._tcp", "imaps"), ("_imap._tcp", "imap"))
@@ -111,9 +117,83 @@ def _check_spf_argument(policy: str, mechanism: str, arg: str | None) -> None:
             raise DnsRecordError(f"SPF policy {policy!r}: {arg[1:]!r} is not an IPv{mechanism[-1]} network")
 
 
-def spf_value(policy: str | None) -> str:
-    """The SPF record, validated: known terms only, at most 10 DNS lookups."""
-    policy = " ".join((policy or DEFAULT_SPF).split())
+def _spf_domain_problem(name: str) -> str | None:
+    """Why name is not a domain name an SPF term can take (lower-case ASCII labels, underscores allowed)."""
+    if not name:
+        return "the domain is empty"
+    if name != name.lower():
+        return "the domain has upper-case letters"
+    if name.endswith("."):
+        return "the domain ends with a dot"
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_SPF_LABEL.match(label) for label in labels):
+        return "it is not a domain name of two labels or more (letters a-z, digits, inner hyphens, underscores)"
+    if labels[-1].isdigit():
+        return "the domain ends with a numeric label (an address? write ip4:<address>)"
+    return None
+
+
+def _spf_include_term(item: object) -> str:
+    if not isinstance(item, str):
+        raise DnsRecordError(f"{item!r} is a {type(item).__name__}, not a string")
+    if item in ("mx", "all") or (item and item[0] in "+-~?"):
+        raise DnsRecordError(f"{item!r} is not allowed: the policy already has mx and -all; give only what it "
+                             "adds, without a qualifier")
+    term = _SPF_INCLUDE_TERM.match(item)
+    if term is None or (term["arg"] is None and term["mechanism"] != "a"):
+        # Anything else with a colon or an equals sign is a term this list does not take; the rest a domain.
+        if ":" in item or "=" in item or "/" in item or " " in item:
+            raise DnsRecordError(f"{item!r} is not {_SPF_INCLUDE_FORMS}")
+        problem = _spf_domain_problem(item)
+        if problem:
+            raise DnsRecordError(f"{item!r} is not {_SPF_INCLUDE_FORMS}: {problem}")
+        return f"include:{item}"
+    mechanism, arg = term["mechanism"], term["arg"]
+    if mechanism in ("ip4", "ip6"):
+        try:
+            network = ipaddress.ip_network(arg, strict=False)
+        except ValueError:
+            raise DnsRecordError(f"{item!r}: {arg!r} is not an IPv{mechanism[-1]} address or network "
+                                 "(<address> or <address>/<length>)") from None
+        if network.version != int(mechanism[-1]):
+            raise DnsRecordError(f"{item!r}: {arg!r} is an IPv{network.version} address; write "
+                                 f"ip{network.version}:{arg}")
+        return item
+    if arg is not None:
+        problem = _spf_domain_problem(arg)
+        if problem:
+            raise DnsRecordError(f"{item!r}: {problem}")
+    return item
+
+
+def spf_include_terms(include: object) -> list[str]:
+    """The terms mail_spf_include adds to the default SPF policy, each once, in order: a bare domain becomes
+    include:<domain>; include:, a, a:, mx:, ip4: and ip6: terms stay as written (no qualifier: each authorises).
+    None is none. Raises DnsRecordError naming the entry."""
+    if include is None:
+        return []
+    if isinstance(include, (str, bytes)) or not isinstance(include, (list, tuple)):
+        raise DnsRecordError(f"must be a list of {_SPF_INCLUDE_FORMS}, not a {type(include).__name__}")
+    terms: list[str] = []
+    for index, item in enumerate(include):
+        try:
+            term = _spf_include_term(item)
+        except DnsRecordError as exc:
+            raise DnsRecordError(f"entry {index}: {exc}") from None
+        if term not in terms:
+            terms.append(term)
+    return terms
+
+
+def default_spf(include_terms: Iterable[str] = ()) -> str:
+    """The policy of a domain without its own spf: the MX hosts, then include_terms (spf_include_terms), -all."""
+    return " ".join(["v=spf1", "mx", *include_terms, "-all"])
+
+
+def spf_value(policy: str | None, include_terms: Iterable[str] = ()) -> str:
+    """The SPF record, validated: known terms only, at most 10 DNS lookups (top level; _spf_live counts through
+    includes). Without a policy, default_spf(include_terms)."""
+    policy = " ".join((policy or default_spf(include_terms)).split())
     lookups = spf_lookups(policy)
     if lookups > SPF_LOOKUP_LIMIT:
         raise DnsRecordError(f"SPF policy {policy!r} needs {lookups} DNS lookups; RFC 7208 allows "
@@ -202,10 +282,64 @@ def tlsrpt_value(domain: str, rua: object) -> str:
     return f"v=TLSRPTv1; rua={','.join(uris)}"
 
 
-def domain_policy_errors(domain: Mapping) -> list[tuple[str, str]]:
-    """(field, problem) for each DNS policy of a mail_domains entry that cannot be published."""
+def relayhost_spf_problems(domains: Iterable[Mapping], include_terms: Iterable[str], relayhost: object,
+                           own_hosts: Iterable[str] = ()) -> list[str]:
+    """Why the SPF record of each domain would fail the mail a smarthost relays (one message per domain).
+
+    relayhost: mail_relayhost or its host name; only whether it is set ({}, "" or None: not) and its host
+    matter (nothing else of it is ever quoted, so never its password). A record is refused
+    when it ends in -all and authorises nothing but the site itself: a, mx, or a:/mx: naming the domain or one
+    of own_hosts (the MX host names). Any other authorising term (include:, ip4:, ip6:, exists:, ptr, a:/mx: of
+    another name, redirect=) is taken to cover the smarthost; ~all and ?all records are not refused.
+    """
+    if not relayhost:
+        return []
+    host = relayhost.get("host") if isinstance(relayhost, Mapping) else relayhost
+    if not isinstance(host, str) or not host:
+        host = "(its host not given)"
+    own = {str(name).rstrip(".").lower() for name in own_hosts}
+    include_terms = list(include_terms)
+    problems = []
+    for domain in domains:
+        name = domain["name"]
+        own_policy = domain.get("spf")
+        policy = spf_value(own_policy, include_terms)
+        terms = policy.lower().split()[1:]
+        if "-all" not in terms:
+            continue
+        authorising = []
+        for part in terms:
+            term = _SPF_TERM.match(part)
+            if term is None:  # a modifier: redirect= hands the decision on, exp= authorises nothing
+                if part.startswith("redirect="):
+                    authorising.append(part)
+                continue
+            if term["qualifier"] not in ("", "+") or term["mechanism"] == "all":
+                continue
+            arg = (term["arg"] or "").split("/")[0].lstrip(":").rstrip(".")
+            if term["mechanism"] in ("a", "mx") and arg in ("", name.lower(), *own):
+                continue
+            authorising.append(part)
+        if authorising:
+            continue
+        provider = ("what the relay provider documents for SPF (its include, as include:spf.relay.example, or its "
+                    "addresses, as ip4:192.0.2.0/24)")
+        if own_policy:
+            fix = (f"Add to the spf of {name} {provider}; mail_spf_include applies only to the domains without "
+                   "their own spf.")
+        else:
+            fix = f"Set mail_spf_include to {provider}, or give {name} its own spf that authorises the smarthost."
+        problems.append(f"{name}: mail leaves through the smarthost {host} (mail_relayhost), but the SPF record "
+                        f"{policy!r} ends in -all and authorises only the site's own hosts, so receivers would fail "
+                        f"the relayed mail's SPF check. {fix}")
+    return problems
+
+
+def domain_policy_errors(domain: Mapping, include_terms: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(field, problem) for each DNS policy of a mail_domains entry that cannot be published; include_terms:
+    spf_include_terms(mail_spf_include), which the default policy names."""
     name = domain["name"]
-    checks = (("spf", lambda: spf_value(domain.get("spf"))),
+    checks = (("spf", lambda: spf_value(domain.get("spf"), include_terms)),
               ("dmarc", lambda: dmarc_value(name, domain.get("dmarc"))),
               ("tlsrpt_rua", lambda: tlsrpt_value(name, domain.get("tlsrpt_rua"))))
     errors = [("mta_sts", problem) for problem in
@@ -240,7 +374,7 @@ def tlsrpt_addresses(domain: Mapping) -> list:
 def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iterable[Mapping],
                    ttl: int = 3600, policy_mx: Iterable[str] | None = None,
                    client_ports: Mapping[str, int | None] | None = None,
-                   caa_issuers: Iterable[str] = ()) -> list[dict]:
+                   caa_issuers: Iterable[str] = (), spf_include: Iterable[str] = ()) -> list[dict]:
     """Every record of one mail domain: MX, SPF, DKIM, DMARC, TLSRPT (unless turned off), MTA-STS (if it has an
     `mta_sts` entry: the `_mta-sts` id, the policy host's addresses and, with caa_issuers, its CAA records) and
     the mail clients' SRV records.
@@ -251,6 +385,7 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
     policy_mx: the MX names the MTA-STS policy lists (the mta_sts role's); None: the mx_hosts' names.
     client_ports: {submissions, submission, imaps, imap: port, 0 or None when off}; None: DEFAULT_CLIENT_PORTS.
     caa_issuers: the CAs that may issue the policy host's certificate (caa_records); never published at D.
+    spf_include: terms of spf_include_terms, which a domain without its own spf authorises beside its MX hosts.
     """
     name = domain["name"]
     mx_hosts = list(mx_hosts)
@@ -259,7 +394,7 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
                            sorted(mx_hosts, key=lambda h: (h["priority"], h["hostname"]))]}]
     if not records[0]["values"]:
         raise DnsRecordError(f"{name}: no MX host")
-    records.append(txt_record(name, spf_value(domain.get("spf")), ttl))
+    records.append(txt_record(name, spf_value(domain.get("spf"), spf_include), ttl))
     records.extend(dkim_records(name, dkim_keys, ttl))
     records.append(txt_record(f"_dmarc.{name}", dmarc_value(name, domain.get("dmarc")), ttl))
     if tlsrpt_addresses(domain):
@@ -400,7 +535,7 @@ def zone_fragment(records: Iterable[Mapping]) -> str:
 def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_rings: Iterable[Mapping],
                  ttl: int = 3600, policy_mx: Iterable[str] | None = None,
                  client_ports: Mapping[str, int | None] | None = None, caa_issuers: Iterable[str] = (),
-                 removed_rings: Iterable[Mapping] = ()) -> dict:
+                 removed_rings: Iterable[Mapping] = (), spf_include: object = None) -> dict:
     """{"domains": {name: records}, "hosts": records, "withdrawn": {name: records}}: every domain's records, the
     MX hosts' address, PTR, TLSA and CAA records, and of each withdrawn domain the records it keeps: its
     published DKIM keys, nothing else.
@@ -415,7 +550,12 @@ def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_r
     caa_issuers: the CAs that may issue the mail certificates: CAA records at each MX host name and at
     mta-sts.<domain> of the domains with MTA-STS, the names those certificates cover; never at a mail domain
     itself, where they would also bind the domain's other certificates (a web server's).
+    spf_include: mail_spf_include (spf_include_terms), what the default SPF policy authorises beside the MX hosts.
     """
+    try:
+        spf_terms = spf_include_terms(spf_include)
+    except DnsRecordError as exc:
+        raise DnsRecordError(f"mail_spf_include: {exc}") from None
     mx_hosts = list(mx_hosts)
     dkim_rings = list(dkim_rings)
     removed_rings = list(removed_rings)
@@ -430,7 +570,7 @@ def site_records(domains: Iterable[Mapping], mx_hosts: Iterable[Mapping], dkim_r
 
     for domain in domains:
         result["domains"][domain["name"]] = domain_records(domain, mx_hosts, published(domain["name"], dkim_rings), ttl,
-                                                           policy_mx, client_ports, caa_issuers)
+                                                           policy_mx, client_ports, caa_issuers, spf_terms)
     for name in sorted({name for ring in removed_rings for name in ring}):
         if fqdn(name).lower() in apexes:
             raise DnsRecordError(f"{name} is a domain of the site, but a host has its key ring as removed")

@@ -11,7 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import domain_policy_errors
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
+    DnsRecordError,
+    domain_policy_errors,
+    spf_include_terms,
+)
 from ansible_collections.opendove.mailserver.plugins.module_utils._names import (
     address_problem,
     is_hostname,
@@ -41,13 +45,20 @@ def validate_site(
     tls_private_key: object,
     relayhost: object = None,
     password_hash_max_cost: object = None,
+    spf_include: object = None,
 ) -> list[str]:
     """Every problem of the site model, as messages naming the variable and the entry; [] when sound.
 
     password_hash_max_cost: mail_password_hash_max_cost, the costliest password hashes the server takes
     (None or {}: the defaults of _password_hash.DEFAULT_MAX_COST).
+    spf_include: mail_spf_include, what the default SPF policy authorises beside the MX hosts (None: nothing).
     """
     errors: list[str] = [f"mail_relayhost: {problem}" for problem in relayhost_errors(relayhost)]
+    try:
+        spf_terms = spf_include_terms(spf_include)
+    except DnsRecordError as exc:
+        errors.append(f"mail_spf_include: {exc}")
+        spf_terms = []
     errors += [f"mail_password_hash_max_cost: {problem}" for problem in max_cost_errors(password_hash_max_cost)]
     hash_limits = max_cost_limits(password_hash_max_cost)
     problem = name_problem(hostname)
@@ -72,7 +83,8 @@ def validate_site(
         if name in domain_names:
             errors.append(f"{where} ({name}): the domain is listed twice")
         domain_names.append(name)
-        errors.extend(f"{where} ({name}).{field}: {problem}" for field, problem in domain_policy_errors(entry))
+        errors.extend(f"{where} ({name}).{field}: {problem}" for field, problem in
+                      domain_policy_errors(entry, spf_terms))
         catchall = entry.get("catchall", False)
         if catchall is not False:
             catchalls.append((index, name, catchall))

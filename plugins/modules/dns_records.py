@@ -35,6 +35,10 @@ description:
   - Records in no zone of O(publishers) (with no publishers, every record) are only returned, in RV(unpublished).
   - Every input is checked before any server is asked; every zone is read and planned before any is changed.
     Failure messages name the server, zone and key, never the secret.
+  - With O(relayhost), a domain whose SPF record ends in C(-all) and authorises only the site's own hosts (C(mx),
+    C(a), or C(a:)/C(mx:) naming the domain or an MX host) is refused before anything else is done, the message
+    naming the domain, the smarthost and the fix; receivers would fail the SPF check of every message the
+    smarthost relays. C(~all) and C(?all) records are not refused.
 version_added: 0.3.0
 author: opendove.mailserver contributors (!UNKNOWN)
 requirements:
@@ -89,6 +93,25 @@ options:
     type: list
     elements: dict
     default: []
+  spf_include:
+    description:
+      - What the SPF record of a domain without its own C(spf) authorises beside its MX hosts (C(mail_spf_include)),
+        V(v=spf1 mx <terms> -all). Each entry a domain (published as C(include:<domain>)) or one of the terms
+        C(include:<domain>), C(a), C(a:<domain>), C(mx:<domain>), C(ip4:<address>[/<length>]),
+        C(ip6:<address>[/<length>]); anything else is refused with a message naming the entry.
+      - A domain with its own C(spf) publishes that instead.
+    type: list
+    elements: str
+    default: []
+  relayhost:
+    description:
+      - The host name of the smarthost all mail leaves through (C(mail_relayhost.host)); unset or empty, mail
+        leaves from the MX hosts themselves.
+      - A dict (C(mail_relayhost)) is taken too, and only its C(host) read; but module arguments show in verbose
+        output, so pass the name, never the smarthost's credentials (the dns_records role passes the name).
+      - Set, every domain's SPF record must authorise more than the site's own hosts or not end in C(-all)
+        (see the description).
+    type: raw
   caa_issuers:
     description:
       - The domain names of the CAs that may issue the mail certificates (V(letsencrypt.org)). Each gets a CAA
@@ -212,6 +235,9 @@ EXAMPLES = r"""
         certificates: ["{{ lookup('ansible.builtin.file', 'certs/mx1.example.com.pem') }}"]
     dkim_rings: "{{ dkim_query.results | map(attribute='domains') | list }}"
     caa_issuers: [letsencrypt.org]
+    # All mail leaves through the provider's smarthost: its SPF include goes into the default record.
+    relayhost: smtp.relay.example
+    spf_include: [spf.relay.example]
     publishers:
       - zone: example.com
         server: 192.0.2.53
@@ -297,7 +323,9 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish i
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
     DnsRecordError,
+    relayhost_spf_problems,
     site_records,
+    spf_include_terms,
     zone_fragment,
 )
 
@@ -348,6 +376,8 @@ def main() -> None:
             "dkim_rings": {"type": "list", "elements": "dict", "default": []},
             "removed_rings": {"type": "list", "elements": "dict", "default": []},
             "caa_issuers": {"type": "list", "elements": "str", "default": []},
+            "spf_include": {"type": "list", "elements": "str", "default": []},
+            "relayhost": {"type": "raw"},
             "ttl": {"type": "int", "default": 3600},
             "mta_sts_mx_hosts": {"type": "list", "elements": "str", "default": []},
             "client_ports": {"type": "dict", "default": {}, "options": {
@@ -379,7 +409,12 @@ def main() -> None:
     try:
         computed = site_records(params["domains"], params["mx_hosts"], params["dkim_rings"], params["ttl"],
                                 params["mta_sts_mx_hosts"] or None, params["client_ports"], params["caa_issuers"],
-                                params["removed_rings"])
+                                params["removed_rings"], params["spf_include"])
+        # Relayed mail leaves from the smarthost's addresses: an SPF record that names only ours would fail it.
+        relay_problems = relayhost_spf_problems(params["domains"], spf_include_terms(params["spf_include"]),
+                                                params["relayhost"], [host["hostname"] for host in params["mx_hosts"]])
+        if relay_problems:
+            raise DnsRecordError(" ".join(relay_problems))
         publishers = {}
         for publisher in params["publishers"]:
             zone = publisher["zone"].rstrip(".").lower()

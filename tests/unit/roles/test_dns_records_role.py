@@ -126,3 +126,17 @@ def test_dns_check_passes_on_what_was_published_and_names_what_is_missing(site, 
     report = json.loads((site.out / "check.json").read_text())
     dmarc = next(c for c in report["role.test"] if c["name"] == "_dmarc.role.test.")
     assert dmarc["servers"] == {named: "missing"} and not dmarc["advisory"]
+
+
+def test_a_smarthost_needs_mail_spf_include_and_its_password_is_never_shown(site, named):
+    relay = json.dumps({"mail_relayhost": {"host": "smtp.relay.test", "username": "mx", "password": "relay-Pass-7"}})
+    before = live(named)
+    output = site("-e", relay, "-v", returncode=2)[1]
+    assert "role.test: mail leaves through the smarthost smtp.relay.test (mail_relayhost)" in output
+    assert "Set mail_spf_include to" in output and "relay-Pass-7" not in output
+    assert live(named) == before
+
+    spf_include = json.dumps({"mail_spf_include": ["spf.relay.test"]})
+    output = site("-e", relay, "-e", spf_include, "-v")[1]
+    assert "relay-Pass-7" not in output
+    assert ["v=spf1 mx include:spf.relay.test -all"] in live(named)[("role.test.", "TXT")]["values"]

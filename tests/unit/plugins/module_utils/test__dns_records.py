@@ -72,6 +72,120 @@ def test_spf_over_ten_lookups_is_refused():
         rec.spf_value(policy)
 
 
+@pytest.mark.parametrize("include, terms", [
+    (None, []),
+    ([], []),
+    (["spf.relay.example"], ["include:spf.relay.example"]),
+    (["_spf.google.com", "include:_spf.google.com"], ["include:_spf.google.com"]),
+    (["include:sendgrid.net", "a", "a:out.relay.example", "mx:relay.example"],
+     ["include:sendgrid.net", "a", "a:out.relay.example", "mx:relay.example"]),
+    (["ip4:192.0.2.25", "ip4:198.51.100.0/24", "ip6:2001:db8:25::/48", "ip6:2001:db8::1"],
+     ["ip4:192.0.2.25", "ip4:198.51.100.0/24", "ip6:2001:db8:25::/48", "ip6:2001:db8::1"]),
+])
+def test_spf_include_entries_become_terms_in_order_each_once(include, terms):
+    assert rec.spf_include_terms(include) == terms
+
+
+@pytest.mark.parametrize("include, message", [
+    ("spf.relay.example", "must be a list"),
+    ([42], "entry 0: 42 is a int, not a string"),
+    (["ok.example", "Relay.Example"], "entry 1: 'Relay.Example' is not a domain (include:<domain>)"),
+    (["relay"], "is not a domain name of two labels or more"),
+    (["relay.example."], "the domain ends with a dot"),
+    (["192.0.2.25"], "ends with a numeric label (an address? write ip4:<address>)"),
+    (["-all"], "is not allowed: the policy already has mx and -all"),
+    (["~include:relay.example"], "without a qualifier"),
+    (["mx"], "already has mx"),
+    (["exists:%{i}.relay.example"], "is not a domain (include:<domain>), include:<domain>, a, a:<domain>"),
+    (["redirect=relay.example"], "is not a domain (include:<domain>)"),
+    (["ptr"], "two labels or more"),
+    (["include:"], "the domain is empty"),
+    (["include"], "two labels or more"),
+    (["a:relay"], "'a:relay': it is not a domain name of two labels or more"),
+    (["ip4:300.0.0.1"], "'300.0.0.1' is not an IPv4 address or network"),
+    (["ip4:192.0.2.0/33"], "is not an IPv4 address or network"),
+    (["ip4:2001:db8::1"], "is an IPv6 address; write ip6:2001:db8::1"),
+    (["ip6:192.0.2.1"], "is an IPv4 address; write ip4:192.0.2.1"),
+    (["include:relay.example -all"], "is not a domain"),
+])
+def test_bad_spf_include_entry_is_named(include, message):
+    with pytest.raises(rec.DnsRecordError) as caught:
+        rec.spf_include_terms(include)
+    assert message in str(caught.value)
+
+
+def test_default_spf_names_the_included_terms_between_mx_and_all():
+    assert rec.default_spf([]) == rec.DEFAULT_SPF == "v=spf1 mx -all"
+    assert rec.spf_value(None, ["include:spf.relay.example", "ip4:192.0.2.25"]) == \
+        "v=spf1 mx include:spf.relay.example ip4:192.0.2.25 -all"
+    # A domain's own spf is published as it is.
+    assert rec.spf_value("v=spf1 a -all", ["include:spf.relay.example"]) == "v=spf1 a -all"
+
+
+def test_site_records_publish_the_default_spf_with_mail_spf_include_and_own_spf_unchanged():
+    domains = [{"name": "example.test"}, {"name": "own.test", "spf": "v=spf1 mx ~all"}]
+    hosts = [{"hostname": "mx1.example.test", "priority": 10, "addresses": ["192.0.2.10"]}]
+    result = rec.site_records(domains, hosts, [], spf_include=["spf.relay.example"])
+    spf = {name: [r["values"] for r in records if r["type"] == "TXT" and r["name"] == f"{name}."]
+           for name, records in result["domains"].items()}
+    assert spf == {"example.test": [[["v=spf1 mx include:spf.relay.example -all"]]],
+                   "own.test": [[["v=spf1 mx ~all"]]]}
+    with pytest.raises(rec.DnsRecordError, match="^mail_spf_include: entry 0: 'a:'"):
+        rec.site_records(domains, hosts, [], spf_include=["a:"])
+
+
+def test_spf_include_counts_toward_the_top_level_lookup_limit():
+    include = [f"include:s{i}.example.test" for i in range(10)]
+    with pytest.raises(rec.DnsRecordError, match="needs 11 DNS lookups"):
+        rec.spf_value(None, rec.spf_include_terms(include))
+
+
+RELAY = {"host": "smtp.relay.example", "port": 587}
+
+
+@pytest.mark.parametrize("domain, include", [
+    ({"name": "example.test"}, []),
+    ({"name": "example.test", "spf": "v=spf1 a mx -all"}, ["include:spf.relay.example"]),
+    ({"name": "example.test", "spf": "v=spf1 mx:example.test a:mx1.example.test -all"}, []),
+    ({"name": "example.test", "spf": "v=spf1 mx -ip4:192.0.2.0/24 ?include:spf.relay.example -all"}, []),
+    ({"name": "example.test", "spf": "v=spf1 mx -all exp=explain.example.test"}, []),
+])
+def test_relayhost_with_an_spf_that_fails_relayed_mail_is_refused_with_the_fix(domain, include):
+    problems = rec.relayhost_spf_problems([domain], include, RELAY, ["mx1.example.test"])
+    assert len(problems) == 1
+    assert problems[0].startswith("example.test: mail leaves through the smarthost smtp.relay.example")
+    assert "ends in -all" in problems[0]
+    if "spf" in domain:
+        assert "Add to the spf of example.test" in problems[0]
+    else:
+        assert "Set mail_spf_include to" in problems[0] and "or give example.test its own spf" in problems[0]
+
+
+@pytest.mark.parametrize("domain, include, relayhost", [
+    ({"name": "example.test"}, ["include:spf.relay.example"], RELAY),
+    ({"name": "example.test"}, ["ip4:198.51.100.0/24"], RELAY),
+    ({"name": "example.test"}, ["a:smtp.relay.example"], RELAY),
+    ({"name": "example.test"}, ["mx:relay.example"], RELAY),
+    ({"name": "example.test", "spf": "v=spf1 mx ~all"}, [], RELAY),
+    ({"name": "example.test", "spf": "v=spf1 mx ?all"}, [], RELAY),
+    ({"name": "example.test", "spf": "v=spf1 mx"}, [], RELAY),
+    ({"name": "example.test", "spf": "v=spf1 mx redirect=_spf.example.test"}, [], RELAY),
+    ({"name": "example.test", "spf": "v=spf1 mx ip6:2001:db8::/32 -all"}, [], RELAY),
+    ({"name": "example.test"}, [], {}),
+    ({"name": "example.test"}, [], None),
+    ({"name": "example.test"}, [], ""),
+])
+def test_spf_that_authorises_more_than_the_site_or_no_relayhost_passes(domain, include, relayhost):
+    assert rec.relayhost_spf_problems([domain], include, relayhost, ["mx1.example.test"]) == []
+
+
+def test_relayhost_given_as_its_name_is_named_in_each_domains_problem():
+    problems = rec.relayhost_spf_problems([{"name": "a.test"}, {"name": "b.test", "spf": "v=spf1 mx ~all"},
+                                           {"name": "c.test"}], [], "smtp.relay.example")
+    assert [p.split(":")[0] for p in problems] == ["a.test", "c.test"]
+    assert all("smarthost smtp.relay.example" in p for p in problems)
+
+
 @pytest.mark.parametrize("policy", ["spf1 mx -all", "v=spf1 mxx -all", "v=spf1 include -all", "v=spf1 all:x",
                                     "v=spf1 ip4:300.1.1.1 -all", "v=spf1 ip4:2001:db8::1 -all", "v=spf1 foo=bar"])
 def test_malformed_spf_is_refused(policy):
@@ -464,3 +578,11 @@ def test_host_records_end_with_tlsa_and_caa_and_parse_as_a_zone():
     assert (tlsa.usage, tlsa.selector, tlsa.mtype, tlsa.cert) == (3, 1, 1, hashlib.sha256(spki_of(pem)).digest())
     caa = zone.find_rdataset("mx1.example.test.", dns.rdatatype.CAA)[0]
     assert (caa.flags, caa.tag, caa.value) == (0, b"issue", b"letsencrypt.org")
+
+
+def test_relayhost_problem_quotes_only_the_smarthosts_name():
+    relayhost = {"host": "smtp.relay.example", "username": "mx1", "password": "pa ss:word"}
+    problems = rec.relayhost_spf_problems([{"name": "example.test"}], [], relayhost)
+    assert len(problems) == 1 and "smarthost smtp.relay.example" in problems[0] and "pa ss:word" not in problems[0]
+    assert "smarthost (its host not given)" in rec.relayhost_spf_problems([{"name": "example.test"}], [],
+                                                                          {"password": "pa ss:word"})[0]

@@ -29,11 +29,12 @@ SITE = {
 }
 
 
-def errors_of(max_cost=None, **changes):
+def errors_of(max_cost=None, spf_include=None, **changes):
     model = copy.deepcopy(SITE)
     model.update(changes)
     return site.validate_site(model["hostname"], model["domains"], model["accounts"], model["aliases"],
-                              model["tls_certificate"], model["tls_private_key"], model["relayhost"], max_cost)
+                              model["tls_certificate"], model["tls_private_key"], model["relayhost"], max_cost,
+                              spf_include)
 
 
 def test_sound_site_has_no_errors():
@@ -301,6 +302,30 @@ def test_unpublishable_dns_policy_is_named(policy, message):
     domains = [SITE["domains"][0], dict(SITE["domains"][1], **policy)]
     errors = errors_of(domains=domains)
     assert len(errors) == 1 and errors[0].startswith(message)
+
+
+def test_mail_spf_include_of_domains_and_terms_is_sound():
+    assert errors_of(spf_include=["spf.relay.example", "ip4:192.0.2.0/24", "a:smtp.relay.example"]) == []
+
+
+@pytest.mark.parametrize("spf_include, message", [
+    ("spf.relay.example", "mail_spf_include: must be a list"),
+    (["ptr:relay.example"], "mail_spf_include: entry 0: 'ptr:relay.example' is not a domain (include:<domain>)"),
+    (["ip4:192.0.2.300"], "mail_spf_include: entry 0: 'ip4:192.0.2.300': '192.0.2.300' is not an IPv4 address"),
+])
+def test_bad_mail_spf_include_is_named(spf_include, message):
+    errors = errors_of(spf_include=spf_include)
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+
+
+def test_mail_spf_include_counts_in_the_default_spf_of_each_domain():
+    include = [f"s{i}.relay.example" for i in range(10)]
+    errors = errors_of(spf_include=include)
+    # Both domains publish the default record, which would need 11 lookups; a domain with its own spf does not.
+    assert [e.split(":")[0] for e in errors] == ["mail_domains[0] (example.test).spf",
+                                                 "mail_domains[1] (example.org).spf"]
+    domains = [SITE["domains"][0], dict(SITE["domains"][1], spf="v=spf1 mx -all")]
+    assert len(errors_of(spf_include=include, domains=domains)) == 1
 
 
 @pytest.mark.parametrize("distribution, major, signer", [

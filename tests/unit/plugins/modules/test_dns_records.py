@@ -208,3 +208,26 @@ def test_a_site_domain_with_a_removed_ring_is_refused_before_any_server_is_asked
     result = run(args(publishers=[publisher(f"127.0.0.1#{free_port()}")], removed_rings=RINGS))
     assert result.get("failed") is True
     assert result["msg"] == "site.test is a domain of the site, but a host has its key ring as removed"
+
+
+def test_relayhost_with_a_default_spf_fails_before_any_server_is_asked():
+    # Nothing listens on the port: a message about the server would mean the module asked it.
+    result = run(args(relayhost="smtp.relay.test", publishers=[publisher(f"127.0.0.1#{free_port()}")]))
+    assert result.get("failed") is True
+    assert result["msg"].startswith("site.test: mail leaves through the smarthost smtp.relay.test (mail_relayhost), "
+                                    "but the SPF record 'v=spf1 mx -all' ends in -all")
+    assert "unhosted.test: mail leaves through the smarthost smtp.relay.test" in result["msg"]
+    assert "Set mail_spf_include to" in result["msg"]
+
+
+def test_relayhost_with_mail_spf_include_publishes_the_include_in_the_default_spf():
+    result = run(args(relayhost="smtp.relay.test", spf_include=["spf.relay.test", "ip4:198.51.100.0/24"]))
+    assert "failed" not in result, result.get("msg")
+    assert 'site.test.\t300\tIN\tTXT\t"v=spf1 mx include:spf.relay.test ip4:198.51.100.0/24 -all"\n' in \
+        result["domains"]["site.test"]["zone"]
+
+
+def test_bad_spf_include_entry_is_named():
+    result = run(args(spf_include=["ptr"]))
+    assert result.get("failed") is True
+    assert result["msg"].startswith("mail_spf_include: entry 0: 'ptr' is not a domain (include:<domain>)")
