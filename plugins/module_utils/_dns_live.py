@@ -47,7 +47,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish i
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn
 
-SEVERITY = ("unreachable", "missing", "different", "stale", "extra", "ok")
+SEVERITY = ("unreachable", "fail", "missing", "different", "stale", "extra", "ok")
 TIMEOUT = 5.0
 # Names whose records only mail clients and report senders read: a problem there does not fail the check.
 ADVISORY_LABELS = ("_submission._tcp.", "_submissions._tcp.", "_imap._tcp.", "_imaps._tcp.", "_smtp._tls.")
@@ -269,6 +269,29 @@ def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Itera
         report[name] = checks
     report["hosts"] = [_checked(record, servers_for, ask) for record in _rrsets(computed["hosts"])]
     return report
+
+
+def spf_policy(records: Iterable[Mapping], domain: str) -> str | None:
+    """The SPF policy among a domain's computed records (its apex TXT record starting v=spf1), joined."""
+    for record in records:
+        if record["type"] == "TXT" and record["name"] == fqdn(domain):
+            for value in record["values"]:
+                if is_spf(value):
+                    return "".join(value) if isinstance(value, list) else value
+    return None
+
+
+def spf_report(domain: str, check: Callable[[], list[dict]]) -> list[dict]:
+    """The results of _spf_live.spf_checks (check) as report checks of type SPF: the lookups counted through
+    every include (at most 10) and each MX address's result (pass expected); a check that cannot run at all
+    (pyspf missing, no resolver) is one failing check saying why."""
+    try:
+        results = check()
+    except ValueError as exc:  # _spf_live.SpfLiveError
+        results = [{"name": "SPF evaluation", "status": "fail", "detail": str(exc)}]
+    return [{"name": f"{fqdn(domain)} {result['name'].removeprefix('SPF ')}", "type": "SPF",
+             "status": result["status"], "advisory": False, "servers": {"pyspf": result["detail"]}}
+            for result in results]
 
 
 def table(report: Mapping[str, list[dict]]) -> list[str]:

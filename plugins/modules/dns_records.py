@@ -44,6 +44,7 @@ author: opendove.mailserver contributors (!UNKNOWN)
 requirements:
   - dnspython >= 2.0 (on the host the module runs on, usually the controller)
   - cryptography (there too, for TLSA records only)
+  - pyspf (there too, for O(state=query) only)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -197,6 +198,10 @@ options:
       - The MX hosts' address records and PTR records are checked too (forward-confirmed reverse DNS), and with
         O(check_policies) the MTA-STS policy every address of C(mta-sts.<domain>) serves over HTTPS, against
         the text the C(_mta-sts) id was made of.
+      - SPF is evaluated as receivers do, with pyspf through O(resolvers) (else the O(servers) named, else this
+        host's resolvers), every C(include:) and C(redirect=) followed; checks of type C(SPF) fail (V(fail)) when
+        more than 10 DNS lookups are counted or a permanent error is found, and for each MX host address that
+        does not get C(pass) for C(postmaster@<domain>).
       - RV(ok) is false when a record senders depend on is not V(ok); the mail clients' SRV records and the TLS
         reporting record are advisory.
     type: str
@@ -320,7 +325,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish i
     tsig_key,
     zone_for,
 )
-from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live, _spf_live
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
     DnsRecordError,
     relayhost_spf_problems,
@@ -363,6 +368,15 @@ def query(module: AnsibleModule, computed: dict) -> None:
         (lambda domain, address: _dns_live.fetch_policy(domain, address, params["policy_ca_file"], params["timeout"]))
         if params["check_policies"] else None,
         params["mta_sts_mx_hosts"] or [host["hostname"] for host in params["mx_hosts"]])
+    # SPF as receivers evaluate it, includes followed: through the resolvers, else the servers named, else the
+    # system's resolvers (read here, so that the choice is explicit).
+    spf_resolvers = params["resolvers"] or params["servers"] or list(map(str, resolver.nameservers))
+    mx_addresses = [address for host in params["mx_hosts"] for address in host["addresses"]]
+    for domain in params["domains"]:
+        name = domain["name"]
+        policy = _dns_live.spf_policy(computed["domains"][name], name)
+        report[name] += _dns_live.spf_report(name, lambda name=name, policy=policy: _spf_live.spf_checks(
+            name, policy, mx_addresses, spf_resolvers, params["timeout"]))
     failing = _dns_live.failed(report)
     module.exit_json(changed=False, report=report, table=_dns_live.table(report),
                      failed_checks=[f"{c['name']} {c['type']}: {c['status']}" for c in failing], ok=not failing)

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live as live
+from ansible_collections.opendove.mailserver.plugins.module_utils._spf_live import SpfLiveError
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn, site_records
@@ -609,3 +610,29 @@ def test_a_policy_host_that_does_not_answer_is_named_unreachable_without_hanging
         assert time.monotonic() - start < 3
     assert refused["status"] == "unreachable" and "Connection refused" in refused["servers"]["127.0.0.1"]
     assert timed_out["status"] == "unreachable" and "timed out" in timed_out["servers"]["127.0.0.1"]
+
+
+# --- SPF as receivers evaluate it (the checks come from _spf_live.spf_checks)
+
+
+def test_the_sites_spf_policy_is_found_among_the_records_and_results_become_checks():
+    records = [{"name": "d.test.", "type": "TXT", "values": [["google-site-verification=x"], ["v=spf1 mx ", "-all"]]},
+               {"name": "_dmarc.d.test.", "type": "TXT", "values": [["v=DMARC1; p=reject"]]}]
+    assert live.spf_policy(records, "d.test") == "v=spf1 mx -all"
+    assert live.spf_policy(records[1:], "d.test") is None
+    checks = live.spf_report("d.test", lambda: [{"name": "SPF lookups", "status": "ok", "detail": "3 lookups"},
+                                                {"name": "SPF 192.0.2.1", "status": "fail", "detail": "softfail"}])
+    assert checks == [
+        {"name": "d.test. lookups", "type": "SPF", "status": "ok", "advisory": False, "servers": {"pyspf": "3 lookups"}},
+        {"name": "d.test. 192.0.2.1", "type": "SPF", "status": "fail", "advisory": False,
+         "servers": {"pyspf": "softfail"}}]
+    assert live.failed({"d.test": checks}) == checks[1:]
+    assert "  fail        SPF   d.test. 192.0.2.1  pyspf: softfail" in live.table({"d.test": checks})
+
+
+def test_an_spf_check_that_cannot_run_is_one_failing_check_saying_why():
+    def cannot():
+        raise SpfLiveError("the SPF checks need the Python package pyspf")
+    assert live.spf_report("d.test", cannot) == [{"name": "d.test. evaluation", "type": "SPF", "status": "fail",
+                                                  "advisory": False,
+                                                  "servers": {"pyspf": "the SPF checks need the Python package pyspf"}}]
