@@ -24,14 +24,16 @@ SECRETS = (SECRET, OTHER, WRONG)
 ZONES = ("example.test", "change.test", "ttl.test", "site.test", "other.test", "role.test", "dane.test", "gone.test",
          "live.test", "query.test", "ns.test", "2.0.192.in-addr.arpa")
 # Relative names, so the one file serves every zone; mx1 needs its address: BIND refuses an update after which
-# an in-zone MX target has none (check-integrity). The CAA record at the apex is the user's (their web server's).
-ZONE_FILE = """$TTL 300
+# an in-zone MX target has none (check-integrity).
+ZONE_HEAD = """$TTL 300
 @ SOA ns1 hostmaster 1 3600 600 86400 300
 @ NS ns1
 ns1 A 127.0.0.1
 @ MX 10 mx1
 mx1 A 192.0.2.10
-@ TXT "google-site-verification=abc"
+"""
+# The CAA record at the apex is the user's (their web server's).
+ZONE_FILE = ZONE_HEAD + """@ TXT "google-site-verification=abc"
 @ TXT "v=spf1 a -all"
 @ CAA 0 issue "pki.goog"
 google._domainkey TXT "v=DKIM1; k=rsa; p=GOOGLE"
@@ -40,13 +42,7 @@ google._domainkey TXT "v=DKIM1; k=rsa; p=GOOGLE"
 # Served as written, never updated: SPF records that include one another (test__spf_live.py). spf.test
 # authorises its MX host and, through relay.spf.test and its own include, the relay's networks; big.spf.test
 # needs 3 lookups at its top level but 12 counted through its includes (RFC 7208 4.6.4 allows 10).
-SPF_ZONE_FILE = """$TTL 300
-@ SOA ns1 hostmaster 1 3600 600 86400 300
-@ NS ns1
-ns1 A 127.0.0.1
-@ MX 10 mx1
-mx1 A 192.0.2.10
-mx1 AAAA 2001:db8::10
+SPF_ZONE_FILE = ZONE_HEAD + """mx1 AAAA 2001:db8::10
 @ TXT "v=spf1 mx include:relay.spf.test -all"
 relay TXT "v=spf1 include:inner.relay.spf.test -all"
 inner.relay TXT "v=spf1 ip4:198.51.100.0/24 ip6:2001:db8:25::/48 -all"

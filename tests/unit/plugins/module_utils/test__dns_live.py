@@ -562,6 +562,7 @@ def test_the_policy_is_fetched_from_the_address_given_with_the_policy_hosts_name
 
 def test_a_policy_address_with_no_route_from_here_is_named_not_failed(policy_server, pages):
     pages[("mta-sts.pol.test", "/.well-known/mta-sts.txt")] = (200, "text/plain", POLICY, {})
+
     def ipv4_only(address):
         return ":" not in address
     result = live.check_policy("pol.test", POLICY, ["127.0.0.1", "2001:db8::25"], fetcher(policy_server), ipv4_only)
