@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-SCENARIOS ?= rspamd dkimproxy rotation
+SCENARIOS ?= rspamd pair
 
 .PHONY: help venv engine images lint unit sanity molecule test demo demo-clean bench bench-storm chaos clean
 
@@ -33,8 +33,9 @@ lint: venv
 	ansible-lint --profile production
 	antsibull-changelog lint
 
+# Every core; each test file on one worker, so that its module fixtures run once.
 unit: venv
-	pytest -q tests/unit
+	pytest -q -n auto --dist loadfile tests/unit
 
 # ansible-test sanity in its own virtual environments, on a copy of the tracked files under .cache/sanity/.
 sanity: venv
@@ -58,7 +59,7 @@ bench-storm: venv
 	python scripts/bench_storm.py
 
 # kill -9 under load against a converged Molecule scenario (molecule converge -s $(SCENARIO) first).
-SCENARIO ?= dkimproxy
+SCENARIO ?= pair
 HOSTS ?= $(SCENARIO)-mx13
 RUNS ?= 1
 chaos: venv

@@ -4,9 +4,9 @@ while they flow kill -9s smtpd, then Dovecot, then the DKIM signer (systemd brin
 every token over IMAPS and in the outside world's mailbox, where each copy's DKIM signature must verify, and
 prints sent / accepted / refused / delivered once / duplicated / lost.
 
-  python scripts/chaos.py --scenario dkimproxy --host dkimproxy-mx12 [--messages 200] [--runs 10]
+  python scripts/chaos.py --scenario pair --host pair-mx12 [--messages 200] [--runs 10]
 
-(`make chaos SCENARIO=rspamd HOSTS=rspamd-mx13 RUNS=10` runs it; by default one run against dkimproxy-mx13.)
+(`make chaos SCENARIO=rspamd HOSTS=rspamd-mx13 RUNS=10` runs it; by default one run against pair-mx13.)
 It first publishes the scenario's DNS records (playbooks/dns_records.yml, as the Molecule verify step does),
 so that the DKIM signatures can be checked; --no-publish skips that. A message the client saw refused, or
 whose acceptance it never heard (the connection died after the data), is counted apart: only accepted
@@ -346,7 +346,7 @@ def report(target: Target, figures: Figures, counts: dict[str, dict[str, int]]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", required=True, help="a converged Molecule scenario (rspamd, dkimproxy)")
+    parser.add_argument("--scenario", required=True, help="a converged Molecule scenario (rspamd, pair)")
     parser.add_argument("--host", required=True, action="append", help="a mail host's container (repeatable)")
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--clients", type=int, default=10)

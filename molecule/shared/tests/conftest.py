@@ -29,7 +29,15 @@ SINK_MAILDIR = "/srv/sink/Maildir"  # the outside world's mailbox (molecule/shar
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "rotation: rotate_keys.yml end to end (scenario rotation only)")
+    config.addinivalue_line("markers", "rotation: rotate_keys.yml end to end (scenario pair only)")
+    config.addinivalue_line("markers", "pair: the same in every scenario, run once: in the pair scenario (both "
+                                       "Debian releases, both signers)")
+
+
+def pytest_collection_modifyitems(items):
+    """The rotation tests first: they start from the hosts as converged, as a timer's first runs would (the
+    other tests add a domain and change settings)."""
+    items.sort(key=lambda item: item.get_closest_marker("rotation") is None)
 
 
 @pytest.fixture(scope="module")

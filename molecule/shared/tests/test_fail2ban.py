@@ -9,7 +9,11 @@ import imaplib
 import smtplib
 import socket
 
+import pytest
 from conftest import eventually, new_message, outside_host
+
+# The same roles and settings in every scenario: run once, in the pair scenario (both releases, both signers).
+pytestmark = pytest.mark.pair
 
 
 def jail(host, name: str, key: str) -> int:

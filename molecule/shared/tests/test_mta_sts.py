@@ -12,6 +12,9 @@ import socket
 import pytest
 from conftest import host_address, mail_hosts, run_playbook
 
+# The same roles and settings in every scenario: run once, in the pair scenario (both releases, both signers).
+pytestmark = pytest.mark.pair
+
 POLICY_PATH = "/.well-known/mta-sts.txt"
 DEFAULT_MAX_AGE = 604800
 

@@ -15,6 +15,9 @@ import uuid
 import pytest
 from conftest import eventually, fetch, new_message, outside_message, sink_files, submit
 
+# The same roles and settings in every scenario: run once, in the pair scenario (both releases, both signers).
+pytestmark = pytest.mark.pair
+
 SERVICES = ["opensmtpd", "dovecot", "rspamd", "nginx", "fail2ban", "dkimproxy-out"]
 # smtpd's filter processes, by the start of their command line (the guard's also names filter-rspamd).
 FILTERS = ["/usr/bin/python3 -I /usr/local/sbin/opendove-filter-senders",

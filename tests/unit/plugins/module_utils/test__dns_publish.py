@@ -374,7 +374,7 @@ def test_ttl_change_reaches_the_whole_rrset(named):
     ("mail-update", SECRET, "hmac-sha512"),
     ("other", WRONG, "hmac-sha256"),
     ("unknown", SECRET, "hmac-sha256"),
-])
+], ids=["wrong-secret", "wrong-algorithm", "other-name-wrong-secret", "unknown-name"])
 def test_wrong_key_is_refused(named, key_name, secret, algorithm):
     key = pub.tsig_key(key_name, algorithm, secret)
     refused = (f"{named} refused the TSIG key {key_name} for example.test (wrong name, algorithm or secret, or the "

@@ -509,7 +509,7 @@ def test_no_certificate_no_tlsa_record():
      "-----END CERTIFICATE-----\n", "is not a PEM certificate"),
     (private_key_pem(new_key()), "is not a PEM certificate"),
     (b"-----BEGIN CERTIFICATE-----", "is a bytes, not PEM text"),
-])
+], ids=["empty", "junk", "truncated", "private-key", "bytes"])
 def test_a_certificate_that_does_not_parse_is_refused_with_the_host_named(pem, problem):
     with pytest.raises(rec.DnsRecordError, match=f"^mx2.example.test: certificates\\[1\\] {problem}"):
         rec.tlsa_records("mx2.example.test", [certificate("mx2.example.test"), pem])
