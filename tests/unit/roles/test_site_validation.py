@@ -104,7 +104,7 @@ def validation(tmp_path_factory):
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
     })
     hosts = {f"bad_{n}": {name: expand(value, tmp, model["mail_domains"]) for name, value in overrides.items()}
-             for n, (overrides, _) in enumerate(BAD_INPUTS)}
+             for n, overrides in enumerate(case[0] for case in BAD_INPUTS)}
     hosts["control"] = expand(CONTROL[0], tmp, model["mail_domains"])
     inventory = {"all": {"children": {"mail": {"hosts": hosts, "vars": model}}}}
     (tmp / "inventory.json").write_text(json.dumps(inventory))
