@@ -12,7 +12,6 @@ import socket
 import pytest
 from conftest import eventually, new_message, outside_host
 
-# The same roles and settings in every scenario: run once, in the pair scenario (both releases, both signers).
 pytestmark = pytest.mark.pair
 
 

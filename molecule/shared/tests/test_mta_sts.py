@@ -12,7 +12,6 @@ import socket
 import pytest
 from conftest import host_address, mail_hosts, run_playbook
 
-# The same roles and settings in every scenario: run once, in the pair scenario (both releases, both signers).
 pytestmark = pytest.mark.pair
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -36,12 +35,16 @@ def get(address: str, name: str, path: str, context=None, port: int = 443) -> tu
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def policies(host_vars):
-    """{policy host name: the domain's mta_sts settings} for every domain that has them."""
-    found = {f"mta-sts.{d['name']}": d["mta_sts"] for d in host_vars["mail_domains"] if d.get("mta_sts")}
+def site_policies(variables: dict) -> dict:
+    """{policy host name: the domain's mta_sts settings} for every domain of the site model that has them."""
+    found = {f"mta-sts.{d['name']}": d["mta_sts"] for d in variables["mail_domains"] if d.get("mta_sts")}
     assert found, "the scenario's site model has no MTA-STS domain"
     return found
+
+
+@pytest.fixture(scope="module")
+def policies(host_vars):
+    return site_policies(host_vars)
 
 
 def test_nginx_runs_and_serves_https(host):
@@ -133,7 +136,7 @@ def test_failed_nginx_test_leaves_the_served_policy_in_place(tls):
     stays, nginx keeps serving."""
     config = "/etc/nginx/conf.d/opendove-mta-sts.conf"
     hosts = mail_hosts()
-    name = next(f"mta-sts.{d['name']}" for d in hosts[0].ansible.get_variables()["mail_domains"] if d.get("mta_sts"))
+    name = next(iter(site_policies(hosts[0].ansible.get_variables())))
 
     def serving(host) -> tuple:
         return (host.file(config).sha256sum, host.check_output("systemctl show -p MainPID --value nginx"),

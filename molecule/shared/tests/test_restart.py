@@ -15,7 +15,6 @@ import uuid
 import pytest
 from conftest import eventually, fetch, new_message, outside_message, sink_files, submit
 
-# The same roles and settings in every scenario: run once, in the pair scenario (both releases, both signers).
 pytestmark = pytest.mark.pair
 
 SERVICES = ["opensmtpd", "dovecot", "rspamd", "nginx", "fail2ban", "dkimproxy-out"]

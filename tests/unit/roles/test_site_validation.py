@@ -19,7 +19,8 @@ from certificates import certificate
 
 ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
-SITE_MODEL = ROOT / "molecule" / "shared" / "inventory" / "mail.yml"
+# The scenarios' site model, the base every host here starts from.
+SITE_MODEL = yaml.safe_load((ROOT / "molecule" / "shared" / "inventory" / "mail.yml").read_text())
 ARCHIVE = ROOT / "molecule" / "shared" / "files" / "dkimproxy-1.4.1.tar.gz"
 ARCHIVE_SHA256 = "a245ad2c82b140d9cb5bf7dcd2caf14a7ad5f84e2d8c6758424a874469b0d32b"
 VALIDATION_PLAY = "Validate the site model before anything changes"
@@ -67,7 +68,7 @@ BAD_INPUTS = [
     ({"mail_srs_rotation": {"grace": "2d"}},
      "mail_srs_rotation: grace (172800 s) is shorter than the SRS address lifetime (opensmtpd_srs_ttl, 345600 s)"),
     ({"mail_dkim_rotation": {"grace": "1d", "lead": "3d"}}, "mail_dkim_rotation: grace (86400 s) must be longer"),
-    ({"mail_domains": "{model_domains}+four.test"},
+    ({"mail_domains": SITE_MODEL["mail_domains"] + [{"name": "four.test", "mta_sts": {"mode": "testing"}}]},
      "mta_sts_tls_certificate {tmp}/mail.pem does not cover mta-sts.four.test"),
     ({"dkimproxy_archive_sha256": "0" * 64},
      f"dkimproxy_archive_src {ARCHIVE}: sha256 is {ARCHIVE_SHA256}, not dkimproxy_archive_sha256 000"),
@@ -79,11 +80,8 @@ CONTROL = ({"mail_tls_private_key": "{tmp}/missing.key", "mta_sts_tls_private_ke
            "missing on the host (variable: path): {'mail_tls_private_key': '{tmp}/missing.key'}")
 
 
-def expand(value, tmp: Path, model_domains: list):
-    """The input with the test's directory filled in ("{model_domains}+four.test": the model's domains and an
-    MTA-STS domain that the certificate does not cover)."""
-    if value == "{model_domains}+four.test":
-        return model_domains + [{"name": "four.test", "mta_sts": {"mode": "testing"}}]
+def expand(value, tmp: Path):
+    """The input with the test's directory filled in."""
     return json.loads(json.dumps(value).replace("{tmp}", str(tmp)))
 
 
@@ -92,7 +90,7 @@ def validation(tmp_path_factory):
     """One run of site.yml's validation play over one local host per bad input (bad_<n>) and the control host:
     per host, the message of the task that stopped it; the stats; the whole JSON output."""
     tmp = tmp_path_factory.mktemp("site")
-    model = yaml.safe_load(SITE_MODEL.read_text())
+    model = dict(SITE_MODEL)
     (tmp / "mail.pem").write_text(certificate("mx.one.test", extra_names=("mta-sts.one.test", "mta-sts.two.test")))
     (tmp / "mail.key").write_text("a private key the play only looks for\n")
     model.update({
@@ -103,9 +101,8 @@ def validation(tmp_path_factory):
         "test_dns_server": "192.0.2.53",
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
     })
-    hosts = {f"bad_{n}": {name: expand(value, tmp, model["mail_domains"]) for name, value in overrides.items()}
-             for n, overrides in enumerate(case[0] for case in BAD_INPUTS)}
-    hosts["control"] = expand(CONTROL[0], tmp, model["mail_domains"])
+    hosts = {f"bad_{n}": expand(overrides, tmp) for n, overrides in enumerate(case[0] for case in BAD_INPUTS)}
+    hosts["control"] = expand(CONTROL[0], tmp)
     inventory = {"all": {"children": {"mail": {"hosts": hosts, "vars": model}}}}
     (tmp / "inventory.json").write_text(json.dumps(inventory))
     # site.yml's first play alone, beside the roles as in playbooks/ (it reads their argument specs from there).
