@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.opendove.mailserver.plugins.module_utils._mta_sts import MtaStsError, policies
+from ansible_collections.opendove.mailserver.plugins.module_utils._mta_sts import MtaStsError, policies, policy_mx
 from ansible_collections.opendove.mailserver.plugins.module_utils._names import names_not_covered
 
 
-def mail_mta_sts_policies(domains, mx_hosts):
-    """[{domain, host, text, id}]: the policy each domain with an `mta_sts` entry serves, listing mx_hosts."""
+def mail_mta_sts_policies(domains, mx_hosts, listed=None):
+    """[{domain, host, text, id}]: the policy each domain with an `mta_sts` entry serves, listing the names in
+    listed, or when it is empty every name in mx_hosts."""
     try:
-        return policies(domains, mx_hosts)
+        return policies(domains, policy_mx(listed, mx_hosts))
     except MtaStsError as exc:
         raise AnsibleFilterError(f"MTA-STS: {exc}") from exc
 

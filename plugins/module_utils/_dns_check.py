@@ -37,7 +37,7 @@ def ask_server(name: str, server: str, timeout: float = TIMEOUT) -> list[str] | 
     server cannot be reached."""
     address, separator, port = server.partition("#")
     query = dns.message.make_query(name, dns.rdatatype.TXT)
-    response, used_tcp = dns.query.udp_with_fallback(query, address, timeout=timeout, port=int(port or 53))
+    response = dns.query.udp_with_fallback(query, address, timeout=timeout, port=int(port or 53))[0]
     if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         raise OSError(f"{server} answered {dns.rcode.to_text(response.rcode())} for {name}")
     values = []

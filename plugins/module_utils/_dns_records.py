@@ -35,8 +35,6 @@ _LOOKUP_TERMS = {"include", "a", "mx", "ptr", "exists", "redirect"}
 _SPF_INCLUDE_TERM = re.compile(r"^(?P<mechanism>include|a|mx|ip4|ip6)(?::(?P<arg>.*))?$")
 _SPF_INCLUDE_FORMS = ("a domain (include:<domain>), include:<domain>, a, a:<domain>, mx:<domain>, "
                       "ip4:<address>[/<length>] or ip6:<address>[/<length>]")
-# A label of a name an SPF term names: underscores too, as providers' records do (include:_spf.google.com).
-_SPF_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 # The SRV names mail clients look up (RFC 6186; submissions: RFC 8314 5.1) and the service each names.
 CLIENT_SERVICES = (("_submissions._tcp", "submissions"), ("_submission._tcp", "submission"),
                    ("_imaps._tcp", "imaps"), ("_imap._tcp", "imap"))
@@ -96,6 +94,7 @@ def _spf_terms(policy: str) -> list[str]:
             _check_spf_argument(policy, term["mechanism"], term["arg"])
             names.append(term["mechanism"])
         elif modifier:
+            _check_spf_value(policy, modifier["name"], modifier["arg"])
             names.append(modifier["name"])
         else:
             raise DnsRecordError(f"SPF policy {policy!r}: {part!r} is not an SPF mechanism or modifier")
@@ -108,29 +107,37 @@ def _check_spf_argument(policy: str, mechanism: str, arg: str | None) -> None:
         raise DnsRecordError(f"SPF policy {policy!r}: {mechanism} needs ':' and a value")
     if mechanism == "all" and arg:
         raise DnsRecordError(f"SPF policy {policy!r}: 'all' takes no value")
-    if mechanism in ("ip4", "ip6"):
+    if arg and arg.startswith(":"):
+        value = arg[1:]
+        if mechanism in ("a", "mx"):
+            value = value.partition("/")[0]  # a and mx may end in prefix lengths (a:out.example.net/24)
+        _check_spf_value(policy, mechanism, value)
+
+
+def _check_spf_value(policy: str, term_name: str, value: str) -> None:
+    """The value of a mechanism or modifier (redirect=, exp=) of an operator's SPF policy."""
+    # A macro (RFC 7208 7, %{i}) makes a domain only when a receiver evaluates the record.
+    if "%" in value and term_name not in ("ip4", "ip6"):
+        return
+    problem = _spf_value_problem(term_name, value)
+    if problem:
+        raise DnsRecordError(f"SPF policy {policy!r}: {problem}")
+
+
+def _spf_value_problem(term_name: str, value: str) -> str | None:
+    """Why value is not what an SPF term takes after its ':' (or '='): ip4 and ip6 an address or network of that
+    version, the others a domain name (whose labels may have underscores: include:_spf.example.net)."""
+    if term_name in ("ip4", "ip6"):
+        version = int(term_name[-1])
         try:
-            network = ipaddress.ip_network(arg[1:], strict=False)
-        except ValueError as exc:
-            raise DnsRecordError(f"SPF policy {policy!r}: {arg[1:]!r} is not an address or network") from exc
-        if network.version != int(mechanism[-1]):
-            raise DnsRecordError(f"SPF policy {policy!r}: {arg[1:]!r} is not an IPv{mechanism[-1]} network")
-
-
-def _spf_domain_problem(name: str) -> str | None:
-    """Why name is not a domain name an SPF term can take (lower-case ASCII labels, underscores allowed)."""
-    if not name:
-        return "the domain is empty"
-    if name != name.lower():
-        return "the domain has upper-case letters"
-    if name.endswith("."):
-        return "the domain ends with a dot"
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(_SPF_LABEL.match(label) for label in labels):
-        return "it is not a domain name of two labels or more (letters a-z, digits, inner hyphens, underscores)"
-    if labels[-1].isdigit():
-        return "the domain ends with a numeric label (an address? write ip4:<address>)"
-    return None
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"{value!r} is not an IPv{version} address or network (<address> or <address>/<length>)"
+        if network.version != version:
+            return f"{value!r} is an IPv{network.version} address; write ip{network.version}:{value}"
+        return None
+    problem = name_problem(value, underscores=True)
+    return f"{value!r} is not a domain name: {problem}" if problem else None
 
 
 def _spf_include_term(item: object) -> str:
@@ -141,26 +148,21 @@ def _spf_include_term(item: object) -> str:
                              "adds, without a qualifier")
     term = _SPF_INCLUDE_TERM.match(item)
     if term is None or (term["arg"] is None and term["mechanism"] != "a"):
+        try:
+            version = ipaddress.ip_network(item, strict=False).version
+        except ValueError:
+            pass
+        else:
+            raise DnsRecordError(f"{item!r} is an IPv{version} address; write ip{version}:{item}")
         # Anything else with a colon or an equals sign is a term this list does not take; the rest a domain.
         if ":" in item or "=" in item or "/" in item or " " in item:
             raise DnsRecordError(f"{item!r} is not {_SPF_INCLUDE_FORMS}")
-        problem = _spf_domain_problem(item)
+        problem = name_problem(item, underscores=True)
         if problem:
             raise DnsRecordError(f"{item!r} is not {_SPF_INCLUDE_FORMS}: {problem}")
         return f"include:{item}"
-    mechanism, arg = term["mechanism"], term["arg"]
-    if mechanism in ("ip4", "ip6"):
-        try:
-            network = ipaddress.ip_network(arg, strict=False)
-        except ValueError:
-            raise DnsRecordError(f"{item!r}: {arg!r} is not an IPv{mechanism[-1]} address or network "
-                                 "(<address> or <address>/<length>)") from None
-        if network.version != int(mechanism[-1]):
-            raise DnsRecordError(f"{item!r}: {arg!r} is an IPv{network.version} address; write "
-                                 f"ip{network.version}:{arg}")
-        return item
-    if arg is not None:
-        problem = _spf_domain_problem(arg)
+    if term["arg"] is not None:
+        problem = _spf_value_problem(term["mechanism"], term["arg"])
         if problem:
             raise DnsRecordError(f"{item!r}: {problem}")
     return item
@@ -401,7 +403,8 @@ def domain_records(domain: Mapping, mx_hosts: Iterable[Mapping], dkim_keys: Iter
         records.append(txt_record(f"_smtp._tls.{name}", tlsrpt_value(name, tlsrpt_addresses(domain)), ttl))
     if domain.get("mta_sts") is not None:
         try:
-            policy = _mta_sts.policy_text(domain["mta_sts"], policy_mx or [host["hostname"] for host in mx_hosts])
+            policy = _mta_sts.policy_text(domain["mta_sts"],
+                                          _mta_sts.policy_mx(policy_mx, [host["hostname"] for host in mx_hosts]))
         except _mta_sts.MtaStsError as exc:
             raise DnsRecordError(f"{name}: MTA-STS {exc}") from exc
         records.append(txt_record(f"_mta-sts.{name}", _mta_sts.txt_value(policy), ttl))

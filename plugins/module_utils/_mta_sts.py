@@ -45,6 +45,12 @@ def policy_host(domain: str) -> str:
     return f"{POLICY_HOST_LABEL}.{domain}"
 
 
+def policy_mx(listed: Iterable[str] | None, mx_hostnames: Iterable[str]) -> list[str]:
+    """The MX names the policies list: listed (the site's mta_sts_mx_hosts) when it names any, else the name of
+    every MX host. The mta_sts role (the policy served) and the DNS records (its id) both take it from here."""
+    return list(listed or ()) or list(mx_hostnames)
+
+
 def policy_text(settings: Mapping, mx_hosts: Iterable[str]) -> str:
     """The policy file (RFC 8461 3.2): CRLF line endings, the MX host names sorted so the text is stable."""
     errors = settings_errors(settings)

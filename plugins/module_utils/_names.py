@@ -15,6 +15,8 @@ except ImportError:
     idna = None
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Names that are not host names may have underscores (RFC 2181 11), as SPF's include:_spf.example.net does.
+_LABEL_WITH_UNDERSCORES = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 # RFC 5322 dot-atom local part: what a mailbox name in a virtual table can safely be.
 _LOCAL_PART = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -41,16 +43,18 @@ def _is_a_label(label: str) -> bool:
     return False
 
 
-def _syntax_issue(name: str) -> str | None:
+def _syntax_issue(name: str, underscores: bool) -> str | None:
     """Why an ASCII name without a trailing dot is not a fully qualified DNS name, as a predicate."""
     if len(name) > 253:
         return "is longer than 253 characters"
     labels = name.split(".")
+    label_form, characters = ((_LABEL_WITH_UNDERSCORES, "letters a-z, digits, underscores and inner hyphens")
+                              if underscores else (_LABEL, "letters a-z, digits and inner hyphens"))
     for label in labels:
         if not label:
             return "has an empty label (a leading dot or two dots in a row)"
-        if not _LABEL.match(label):
-            return f"has a label {label!r} that is not 1 to 63 letters a-z, digits and inner hyphens"
+        if not label_form.match(label):
+            return f"has a label {label!r} that is not 1 to 63 {characters}"
         if label.startswith("xn--") and not _is_a_label(label):
             return f"has a label {label!r} that is not a valid A-label (xn--, IDNA)"
     if len(labels) < 2:
@@ -60,7 +64,7 @@ def _syntax_issue(name: str) -> str | None:
     return None
 
 
-def _name_issue(name: object) -> tuple[str, str | None] | None:
+def _name_issue(name: object, underscores: bool = False) -> tuple[str, str | None] | None:
     """(why name is not a lower-case fully qualified name, as a predicate; the form to write, if one is
     acceptable), or None when it is one."""
     if name is None:
@@ -87,17 +91,18 @@ def _name_issue(name: object) -> tuple[str, str | None] | None:
         fixed = fixed.lower()
     if name.endswith("."):
         reasons.append("ends with a dot")
-    problem = _syntax_issue(fixed)
+    problem = _syntax_issue(fixed, underscores)
     if problem:
         return problem, None
     return (" and ".join(reasons), fixed) if reasons else None
 
 
-def name_problem(name: object) -> str | None:
+def name_problem(name: object, underscores: bool = False) -> str | None:
     """Why name is not a lower-case fully qualified domain name of two labels or more (the form the site model
     takes: ASCII, A-labels for internationalised names, no trailing dot), with the form to write where there
-    is one; None when it is one. The name is quoted with repr, so control characters show escaped."""
-    issue = _name_issue(name)
+    is one; None when it is one. The name is quoted with repr, so control characters show escaped.
+    underscores: its labels may also have underscores (a name a record points at, not a host name)."""
+    issue = _name_issue(name, underscores)
     if issue is None:
         return None
     reason, fixed = issue

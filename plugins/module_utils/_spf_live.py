@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import threading
 from collections.abc import Iterable, Iterator
 
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish import DnsPublishError, parse_server
@@ -20,6 +21,7 @@ SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4
 # The client address the lookup count is evaluated for: one no policy authorises (0.0.0.0/8, "this network",
 # RFC 1122 3.2.1.3, never a sender), so every term before -all is evaluated and every include followed.
 UNMATCHED_ADDRESS = "0.0.0.1"
+_PYSPF_LOOKUP = threading.Lock()
 
 
 class SpfLiveError(ValueError):
@@ -87,12 +89,14 @@ def _lookups_through(spf, resolver) -> Iterator[None]:
                 result.append(((name, qtype), rdata.strings))
         return result
 
-    saved = spf.DNSLookup
-    spf.DNSLookup = lookup
-    try:
-        yield
-    finally:
-        spf.DNSLookup = saved
+    # One evaluation at a time per process: the function replaced is pyspf's, shared by every thread.
+    with _PYSPF_LOOKUP:
+        saved = spf.DNSLookup
+        spf.DNSLookup = lookup
+        try:
+            yield
+        finally:
+            spf.DNSLookup = saved
 
 
 def _evaluate(spf, domain: str, policy: str | None, address: str, timeout: float):
@@ -122,12 +126,9 @@ def spf_checks(domain: str, spf_expected: str | None, addresses: Iterable[str], 
     temporary one (no answer).
     "SPF <address>" for each address: pass, or what a receiver would get (fail, softfail, neutral, permerror...).
 
-    How dns_records state=query is meant to call it (plugins/module_utils/_dns_live.py, not yet wired): once per
-    domain, with the SPF value of the domain's computed TXT record (site_records), the addresses of every
-    host in params["mx_hosts"], the module's `resolvers` (when empty, the system's, read explicitly with
-    dns.resolver.Resolver().nameservers, so the choice stays visible) and params["timeout"]; each result becomes a
-    check of type SPF in the domain's report, a fail one failing RV(ok). Raises SpfLiveError when the check
-    cannot run at all (pyspf missing, no resolver, a malformed address).
+    The dns_records module (state=query) calls it once per domain with the computed record: whether the
+    published one is that record is the record check's job, this one's whether that record works. Raises
+    SpfLiveError when the check cannot run at all (pyspf missing, no resolver, a malformed address).
     """
     spf = _spf_module()
     addresses = list(addresses)

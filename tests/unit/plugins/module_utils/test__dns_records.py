@@ -56,6 +56,7 @@ def test_dkim_value_as_the_seed_publishes_it():
     ("v=spf1 a mx a:mail.example.test mx/24 ptr exists:%{i}.x.example.test include:spf.example.net -all", 7),
     ("v=spf1 mx redirect=_spf.example.test", 2),
     ("v=spf1 mx exp=explain.example.test -all", 1),
+    ("v=spf1 a:mail.example.test/24//64 mx:_mx.example.test exp=explain.%{d} -all", 2),
 ])
 def test_spf_lookup_counting(policy, lookups):
     assert rec.spf_lookups(policy) == lookups
@@ -90,18 +91,21 @@ def test_spf_include_entries_become_terms_in_order_each_once(include, terms):
     ("spf.relay.example", "must be a list"),
     ([42], "entry 0: 42 is a int, not a string"),
     (["ok.example", "Relay.Example"], "entry 1: 'Relay.Example' is not a domain (include:<domain>)"),
-    (["relay"], "is not a domain name of two labels or more"),
-    (["relay.example."], "the domain ends with a dot"),
-    (["192.0.2.25"], "ends with a numeric label (an address? write ip4:<address>)"),
+    (["relay"], "it is a single label, not a fully qualified name"),
+    (["relay.example."], "it ends with a dot: write 'relay.example'"),
+    (["192.0.2.25"], "'192.0.2.25' is an IPv4 address; write ip4:192.0.2.25"),
+    (["2001:db8::/32"], "'2001:db8::/32' is an IPv6 address; write ip6:2001:db8::/32"),
     (["-all"], "is not allowed: the policy already has mx and -all"),
     (["~include:relay.example"], "without a qualifier"),
     (["mx"], "already has mx"),
     (["exists:%{i}.relay.example"], "is not a domain (include:<domain>), include:<domain>, a, a:<domain>"),
     (["redirect=relay.example"], "is not a domain (include:<domain>)"),
-    (["ptr"], "two labels or more"),
-    (["include:"], "the domain is empty"),
-    (["include"], "two labels or more"),
-    (["a:relay"], "'a:relay': it is not a domain name of two labels or more"),
+    (["ptr"], "it is a single label"),
+    (["include:"], "'include:': '' is not a domain name: it is empty"),
+    (["include"], "it is a single label"),
+    (["a:relay"], "'a:relay': 'relay' is not a domain name: it is a single label"),
+    (["a:Relay.example"], "'Relay.example' is not a domain name: it has upper-case letters: write 'relay.example'"),
+    (["include:spf..relay.example"], "it has an empty label"),
     (["ip4:300.0.0.1"], "'300.0.0.1' is not an IPv4 address or network"),
     (["ip4:192.0.2.0/33"], "is not an IPv4 address or network"),
     (["ip4:2001:db8::1"], "is an IPv6 address; write ip6:2001:db8::1"),
@@ -191,6 +195,22 @@ def test_relayhost_given_as_its_name_is_named_in_each_domains_problem():
 def test_malformed_spf_is_refused(policy):
     with pytest.raises(rec.DnsRecordError):
         rec.spf_value(policy)
+
+
+@pytest.mark.parametrize("policy, message", [
+    ("v=spf1 include:spf..relay.example -all", "'spf..relay.example' is not a domain name: it has an empty label"),
+    ("v=spf1 a: -all", "'' is not a domain name: it is empty"),
+    ("v=spf1 mx:relay/24 -all", "'relay' is not a domain name: it is a single label"),
+    ("v=spf1 exists:Relay.example -all", "it has upper-case letters: write 'relay.example'"),
+    ("v=spf1 include:192.0.2.25 -all", "it ends with a numeric label (an IP address?)"),
+    ("v=spf1 mx redirect=_spf.example.test.", "it ends with a dot: write '_spf.example.test'"),
+    ("v=spf1 ip4:300.1.1.1 -all", "'300.1.1.1' is not an IPv4 address or network"),
+    ("v=spf1 ip4:2001:db8::1 -all", "'2001:db8::1' is an IPv6 address; write ip6:2001:db8::1"),
+])
+def test_spf_policy_values_are_checked_as_mail_spf_include_entries_are(policy, message):
+    with pytest.raises(rec.DnsRecordError) as caught:
+        rec.spf_value(policy)
+    assert str(caught.value).startswith(f"SPF policy {policy!r}: ") and message in str(caught.value)
 
 
 def test_dmarc_defaults_are_the_seeds():

@@ -81,3 +81,12 @@ def test_policies_only_for_domains_with_an_entry():
     result = sts.policies(domains, MX)
     assert [(p["domain"], p["host"]) for p in result] == [("a.test", "mta-sts.a.test"), ("c.test", "mta-sts.c.test")]
     assert all(p["id"] == sts.policy_id(p["text"]) for p in result)
+
+
+@pytest.mark.parametrize(("listed", "expected"), [
+    (None, ["mx1.a.test", "mx2.a.test"]),
+    ([], ["mx1.a.test", "mx2.a.test"]),
+    (["backup.a.test"], ["backup.a.test"]),
+])
+def test_policy_mx_is_the_listed_names_else_every_mx_host(listed, expected):
+    assert sts.policy_mx(listed, ("mx1.a.test", "mx2.a.test")) == expected

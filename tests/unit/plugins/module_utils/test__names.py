@@ -76,6 +76,20 @@ def test_name_problem_accepts_lower_case_ascii_names_and_a_labels(name):
     assert names.name_problem(name) is None
 
 
+@pytest.mark.parametrize("name, problem", [
+    ("_spf.example.test", None),
+    ("_25._tcp.mx1.example.test", None),
+    ("_spf.Example.test", "it has upper-case letters: write '_spf.example.test'"),
+    ("-spf.example.test", "it has a label '-spf' that is not 1 to 63 letters a-z, digits, underscores and inner "
+                          "hyphens"),
+    ("_spf", "it is a single label"),
+    ("_spf.192.0.2.1", "it ends with a numeric label"),
+])
+def test_name_problem_with_underscores_allows_them_in_labels_only(name, problem):
+    found = names.name_problem(name, underscores=True)
+    assert found is None if problem is None else found.startswith(problem)
+
+
 @pytest.mark.parametrize("address, parts", [
     ("alice@example.test", ("alice", "example.test")),
     ("first.last+tag@example.test", ("first.last+tag", "example.test")),
