@@ -12,14 +12,17 @@ Per record and server the answer is one of (worst first):
 - ok.
 A record's status is the worst any server gives. Records senders depend on fail the check; the mail clients'
 SRV records and TLS reporting are advisory (reported, never failing). The questions are a function passed in
-(`ask`), so unit tests answer them themselves.
+(`ask`), so unit tests answer them themselves. Beside the records, the MTA-STS policies served over HTTPS and the
+MX hosts' SMTP certificates are checked the same way, address by address, each through a function passed in.
 """
 
 from __future__ import annotations
 
 import http.client
+import smtplib
 import socket
 import ssl
+import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 
@@ -49,6 +52,10 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records i
 
 SEVERITY = ("unreachable", "fail", "missing", "different", "stale", "extra", "ok")
 TIMEOUT = 5.0
+SMTP_PORT = 25
+# A certificate this close to its end is still ok, with a warning in its detail; the table shows warnings.
+EXPIRY_WARNING_DAYS = 14
+WARNING = "warning:"
 # Names whose records only mail clients and report senders read: a problem there does not fail the check.
 ADVISORY_LABELS = ("_submission._tcp.", "_submissions._tcp.", "_imap._tcp.", "_imaps._tcp.", "_smtp._tls.")
 
@@ -199,24 +206,91 @@ def fetch_policy(domain: str, address: str, ca_file: str | None = None, timeout:
     return body.decode("utf-8", "replace")
 
 
-def check_policy(domain: str, expected: str, addresses: Iterable[str],
-                 fetch: Callable[[str, str], str], reachable: Callable[[str], bool] = can_reach) -> dict:
-    """The policy each address of mta-sts.<domain> serves, against the text the `_mta-sts` id was made of. An
-    address this host has no route to (IPv6 without an IPv6 route) is named as not asked, and only fails the
-    check when no address can be asked at all."""
+def _ask_each_address(addresses: Iterable[str], status_of: Callable[[str], str],
+                      reachable: Callable[[str], bool]) -> tuple[dict[str, str], str]:
+    """({address: status_of(address)}, the worst status). An address this host has no route to (IPv6 without an
+    IPv6 route) is named as not asked, and only fails the check when no address can be asked at all."""
     by_address, statuses = {}, []
     for address in addresses:
         if not reachable(address):
             by_address[address] = "not asked: no route from here"
             continue
-        try:
-            by_address[address] = "ok" if fetch(domain, address) == expected else "different: not the published policy"
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            by_address[address] = f"unreachable: {exc}"
+        by_address[address] = status_of(address)
         statuses.append(by_address[address].split(":")[0])
-    statuses = statuses or ["unreachable"]
-    return {"name": f"https://mta-sts.{domain}/.well-known/mta-sts.txt", "type": "HTTPS",
-            "status": min(statuses, key=SEVERITY.index), "advisory": False, "servers": by_address}
+    return by_address, min(statuses or ["unreachable"], key=SEVERITY.index)
+
+
+def check_policy(domain: str, expected: str, addresses: Iterable[str],
+                 fetch: Callable[[str, str], str], reachable: Callable[[str], bool] = can_reach) -> dict:
+    """The policy each address of mta-sts.<domain> serves, against the text the `_mta-sts` id was made of."""
+    def status_of(address: str) -> str:
+        try:
+            return "ok" if fetch(domain, address) == expected else "different: not the published policy"
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            return f"unreachable: {exc}"
+
+    by_address, status = _ask_each_address(addresses, status_of, reachable)
+    return {"name": f"https://mta-sts.{domain}/.well-known/mta-sts.txt", "type": "HTTPS", "status": status,
+            "advisory": False, "servers": by_address}
+
+
+class _MxConnection(smtplib.SMTP):
+    """SMTP to one address of an MX host under the host's name: every address the records publish is checked,
+    whatever the controller's resolver says."""
+
+    def __init__(self, mx_name: str, address: str, port: int, timeout: float) -> None:
+        self._address = address
+        # smtplib keeps the host given here as the name starttls() sends (SNI) and verifies the certificate for.
+        # The name this host greets with is given: smtplib's default (getfqdn) can wait on a reverse lookup.
+        super().__init__(mx_name, port, local_hostname=socket.gethostname(), timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # The hook smtplib's own SMTP_SSL overrides: the connection goes to the address, not to the name.
+        return socket.create_connection((self._address, port), timeout)
+
+
+def smtp_certificate_days_left(mx_name: str, address: str, ca_file: str | None = None, timeout: float = TIMEOUT,
+                               port: int = SMTP_PORT) -> int:
+    """The whole days left until the certificate address serves for mx_name after STARTTLS expires, once it is
+    verified as senders enforcing MTA-STS verify it (RFC 8461 4.2): valid for mx_name, in date, chaining to a CA
+    of ca_file (None: the system's). Raises ValueError when STARTTLS is not offered, ssl.SSLError when TLS or the
+    certificate fails (ssl.SSLCertVerificationError), other OSError (smtplib's errors included) when the host
+    cannot be spoken to. port: 25 but in tests."""
+    context = ssl.create_default_context(cafile=ca_file)
+    with _MxConnection(mx_name, address, port, timeout) as smtp:
+        smtp.ehlo()
+        if not smtp.has_extn("starttls"):
+            raise ValueError("no STARTTLS offered")
+        smtp.starttls(context=context)
+        expires = ssl.cert_time_to_seconds(smtp.sock.getpeercert()["notAfter"])
+    return int((expires - time.time()) // 86400)
+
+
+def check_smtp_certificate(mx_name: str, addresses: Iterable[str], days_left: Callable[[str, str], int],
+                           reachable: Callable[[str], bool] = can_reach) -> dict:
+    """The certificate each address of an MX host serves after STARTTLS (days_left: smtp_certificate_days_left
+    of the name and an address): a certificate senders would refuse (another name, expired, an unknown CA) or no
+    STARTTLS fails; one expiring within EXPIRY_WARNING_DAYS is ok with a warning."""
+    def status_of(address: str) -> str:
+        try:
+            days = days_left(mx_name, address)
+        except ssl.SSLCertVerificationError as exc:
+            return f"fail: certificate: {exc.verify_message}"
+        except ssl.SSLError as exc:
+            return f"fail: TLS: {exc}"
+        except ValueError as exc:
+            return f"fail: {exc}"
+        except smtplib.SMTPResponseException as exc:
+            return f"unreachable: answered {exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
+        except OSError as exc:
+            return f"unreachable: {exc}"
+        if days < EXPIRY_WARNING_DAYS:
+            return f"ok: {days} days left, {WARNING} fewer than {EXPIRY_WARNING_DAYS}, renew it"
+        return f"ok: {days} days left"
+
+    by_address, status = _ask_each_address(addresses, status_of, reachable)
+    return {"name": f"smtp://{mx_name}:{SMTP_PORT} certificate", "type": "TLS", "status": status, "advisory": False,
+            "servers": by_address}
 
 
 def _rrsets(records: Iterable[Mapping]) -> list[dict]:
@@ -231,6 +305,15 @@ def _rrsets(records: Iterable[Mapping]) -> list[dict]:
     return list(merged.values())
 
 
+def _addresses(records: Iterable[Mapping]) -> dict[str, list[str]]:
+    """{name: its addresses} of the A and AAAA records among records."""
+    by_name: dict[str, list[str]] = {}
+    for record in records:
+        if record["type"] in ("A", "AAAA"):
+            by_name.setdefault(record["name"], []).extend(record["values"])
+    return by_name
+
+
 def _checked(record: Mapping, servers_for: Callable[[str], list[str]], ask: Callable[[str, str, str], list]) -> dict:
     try:
         servers = servers_for(record["name"])
@@ -242,10 +325,13 @@ def _checked(record: Mapping, servers_for: Callable[[str], list[str]], ask: Call
 
 def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Iterable[Mapping],
                 servers_for: Callable[[str], list[str]], ask: Callable[[str, str, str], list],
-                fetch: Callable[[str, str], str] | None, policy_mx: Iterable[str]) -> dict[str, list[dict]]:
+                fetch: Callable[[str, str], str] | None, policy_mx: Iterable[str],
+                certificate_days_left: Callable[[str, str], int] | None = None) -> dict[str, list[dict]]:
     """{domain or "hosts": [check]}: every record of _dns_records.site_records (computed), the retired DKIM
-    selectors of every host's ring (dkim_keys query results) that are still served, and, with fetch, the
-    MTA-STS policy every address of mta-sts.<domain> serves against the one the `_mta-sts` id was made of."""
+    selectors of every host's ring (dkim_keys query results) that are still served, with fetch, the MTA-STS
+    policy every address of mta-sts.<domain> serves against the one the `_mta-sts` id was made of, and, with
+    certificate_days_left (smtp_certificate_days_left of a name and an address), the SMTP certificate every
+    address of each MX host serves."""
     dkim_rings, policy_mx = list(dkim_rings), list(policy_mx)
     report = {}
     for domain in domains:
@@ -263,11 +349,14 @@ def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Itera
             if withdrawn:
                 checks.append(withdrawn)
         if fetch is not None and domain.get("mta_sts") is not None:
-            host = fqdn(_mta_sts.policy_host(name))
-            addresses = [v for r in records if r["name"] == host and r["type"] in ("A", "AAAA") for v in r["values"]]
+            addresses = _addresses(records).get(fqdn(_mta_sts.policy_host(name)), [])
             checks.append(check_policy(name, _mta_sts.policy_text(domain["mta_sts"], policy_mx), addresses, fetch))
         report[name] = checks
     report["hosts"] = [_checked(record, servers_for, ask) for record in _rrsets(computed["hosts"])]
+    if certificate_days_left is not None:
+        # The hosts' address records are the MX hosts' (site_records); the TLS name has no trailing dot.
+        report["hosts"] += [check_smtp_certificate(host.rstrip("."), addresses, certificate_days_left)
+                            for host, addresses in _addresses(computed["hosts"]).items()]
     return report
 
 
@@ -301,8 +390,10 @@ def table(report: Mapping[str, list[dict]]) -> list[str]:
         lines.append(f"{group}:")
         for check in sorted(checks, key=lambda c: (SEVERITY.index(c["status"]), c["name"], c["type"])):
             note = " (advisory)" if check["advisory"] and check["status"] != "ok" else ""
-            detail = "" if check["status"] == "ok" else "  " + "; ".join(
-                f"{server}: {status}" for server, status in check["servers"].items() if status != "ok")
+            # A problem shows what each server gave; an ok check only its warnings (a certificate near its end).
+            shown = [f"{server}: {status}" for server, status in check["servers"].items()
+                     if status != "ok" and (check["status"] != "ok" or WARNING in status)]
+            detail = "  " + "; ".join(shown) if shown else ""
             lines.append(f"  {check['status']:<11} {check['type']:<5} {check['name']}{note}{detail}")
     return lines
 

@@ -198,6 +198,11 @@ options:
       - The MX hosts' address records and PTR records are checked too (forward-confirmed reverse DNS), and with
         O(check_policies) the MTA-STS policy every address of C(mta-sts.<domain>) serves over HTTPS, against
         the text the C(_mta-sts) id was made of.
+      - With O(check_certificates), every address of each MX host is asked on SMTP (port 25) for STARTTLS, and the
+        certificate it serves verified as senders enforcing MTA-STS verify it (RFC 8461 4.2), for the MX host's
+        name against O(policy_ca_file) (else this host's trusted CAs). No STARTTLS, or a certificate for another
+        name, expired or from an unknown CA fails (V(fail)); the days a certificate has left are reported, under
+        14 with a warning (still V(ok)).
       - SPF is evaluated as receivers do, with pyspf through O(resolvers) (else the O(servers) named, else this
         host's resolvers), every C(include:) and C(redirect=) followed; checks of type C(SPF) fail (V(fail)) when
         more than 10 DNS lookups are counted or a permanent error is found, and for each MX host address that
@@ -221,8 +226,14 @@ options:
     description: With O(state=query), fetch and compare the MTA-STS policies.
     type: bool
     default: true
+  check_certificates:
+    description: With O(state=query), verify the certificate every address of each MX host serves after STARTTLS.
+    type: bool
+    default: true
   policy_ca_file:
-    description: With O(state=query), the CA certificates (PEM) the policy hosts' certificates are checked against; unset, the system's.
+    description:
+      - With O(state=query), the CA certificates (PEM) the policy hosts' certificates, and with O(check_certificates)
+        the MX hosts' SMTP certificates, are checked against; unset, the system's.
     type: path
 notes:
   - Run it once for the site, on the controller (C(delegate_to=localhost), C(run_once=true)), as
@@ -286,8 +297,9 @@ unpublished:
   elements: str
 report:
   description:
-    - Per domain (and C(hosts) for the MX hosts' address and PTR records), each check, C({name, type, status,
-      advisory, servers}), C(servers) saying what each server (or policy host address) gave where it was not V(ok).
+    - Per domain (and C(hosts) for the MX hosts' address and PTR records and SMTP certificates), each check,
+      C({name, type, status, advisory, servers}), C(servers) saying what each server (or policy or MX host
+      address) gave where it was not V(ok).
   returned: with O(state=query)
   type: dict
 table:
@@ -325,7 +337,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish i
     tsig_key,
     zone_for,
 )
-from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live, _spf_live
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live, _mta_sts, _spf_live
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import (
     DnsRecordError,
     relayhost_spf_problems,
@@ -367,7 +379,10 @@ def query(module: AnsibleModule, computed: dict) -> None:
         lambda name, rdtype, server: _dns_live.ask_server(name, rdtype, server, params["timeout"]),
         (lambda domain, address: _dns_live.fetch_policy(domain, address, params["policy_ca_file"], params["timeout"]))
         if params["check_policies"] else None,
-        params["mta_sts_mx_hosts"] or [host["hostname"] for host in params["mx_hosts"]])
+        _mta_sts.policy_mx(params["mta_sts_mx_hosts"], [host["hostname"] for host in params["mx_hosts"]]),
+        (lambda name, address: _dns_live.smtp_certificate_days_left(name, address, params["policy_ca_file"],
+                                                                    params["timeout"]))
+        if params["check_certificates"] else None)
     # SPF as receivers evaluate it, includes followed: through the resolvers, else the servers named, else the
     # system's resolvers (read here, so that the choice is explicit).
     spf_resolvers = params["resolvers"] or params["servers"] or list(map(str, resolver.nameservers))
@@ -412,6 +427,7 @@ def main() -> None:
             "servers": {"type": "list", "elements": "str", "default": []},
             "resolvers": {"type": "list", "elements": "str", "default": []},
             "check_policies": {"type": "bool", "default": True},
+            "check_certificates": {"type": "bool", "default": True},
             "policy_ca_file": {"type": "path"},
         },
         supports_check_mode=True,

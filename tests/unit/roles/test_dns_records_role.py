@@ -106,7 +106,9 @@ def test_dns_check_passes_on_what_was_published_and_names_what_is_missing(site, 
         {"zone": zone, "server": named, "key_name": "mail-update", "key_secret": SECRET}
         for zone in ("role.test", "2.0.192.in-addr.arpa")]})
     site("-e", both_zones)
-    check = ("-e", json.dumps({"dns_records_check_servers": [named]}), "--diff", "-v")
+    # The MX addresses are documentation addresses (RFC 5737): nothing of theirs is asked on port 25.
+    check = ("-e", json.dumps({"dns_records_check_servers": [named], "dns_records_check_certificates": False}),
+             "--diff", "-v")
 
     changed, output = site(*check, playbook="dns_check.yml")
     assert changed == {"mx1": 0, "mx2": 0}

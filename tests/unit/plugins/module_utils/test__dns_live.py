@@ -28,7 +28,9 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._spf_live impo
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
 from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn, site_records
+from certificates import certificate
 from named_server import SECRET, free_port
+from smtp_server import SmtpServer
 
 NS1, NS2 = "192.0.2.53", "198.51.100.53"  # only ever given to the made-up `ask`s
 MX = {"name": "d.test.", "type": "MX", "ttl": 300, "values": ["10 mx1.d.test."]}
@@ -611,6 +613,125 @@ def test_a_policy_host_that_does_not_answer_is_named_unreachable_without_hanging
         assert time.monotonic() - start < 3
     assert refused["status"] == "unreachable" and "Connection refused" in refused["servers"]["127.0.0.1"]
     assert timed_out["status"] == "unreachable" and "timed out" in timed_out["servers"]["127.0.0.1"]
+
+
+# --- The MX hosts' SMTP certificates, from a server on 127.0.0.1 (tests/unit/smtp_server.py)
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    server = SmtpServer()
+    yield server
+    server.close()
+
+
+def days_left_from(smtp, ca_file, port=None, timeout=2):
+    """check_smtp_certificate's days_left: smtp_certificate_days_left on smtp's port (or port) with ca_file."""
+    def days_left(mx_name, address):
+        return live.smtp_certificate_days_left(mx_name, address, ca_file, timeout, port or smtp.port)
+    return days_left
+
+
+def test_the_certificate_an_mx_host_serves_after_starttls_is_verified_for_its_name(smtp, tmp_path):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test")
+    assert live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file)) == {
+        "name": "smtp://mx1.cert.test:25 certificate", "type": "TLS", "status": "ok", "advisory": False,
+        "servers": {"127.0.0.1": "ok: 90 days left"}}
+    # A certificate of several names covers each of them.
+    ca_file = smtp.serve(tmp_path, "mail.cert.test", extra_names=("mx1.cert.test",))
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    assert result["status"] == "ok"
+
+
+@pytest.mark.parametrize("hostname, days_left, trusted, said", [
+    ("mx2.cert.test", 90, True, "fail: certificate: Hostname mismatch, certificate is not valid for 'mx1.cert.test'."),
+    ("mx1.cert.test", -1, True, "fail: certificate: certificate has expired"),
+    ("mx1.cert.test", 90, False, "fail: certificate: self-signed certificate"),  # a CA not trusted
+])
+def test_a_certificate_senders_enforcing_mta_sts_would_refuse_fails(smtp, tmp_path, hostname, days_left, trusted,
+                                                                    said):
+    ca_file = smtp.serve(tmp_path, hostname, days_left)
+    if not trusted:
+        (tmp_path / "other-ca.pem").write_text(certificate("ca.cert.test"))
+        ca_file = str(tmp_path / "other-ca.pem")
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    assert result["status"] == "fail" and result["servers"] == {"127.0.0.1": said}
+    assert live.failed({"hosts": [result]}) == [result]
+
+
+def test_a_certificate_near_its_end_is_ok_with_a_warning_the_table_shows(smtp, tmp_path):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test", days_left=5)
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    assert result["status"] == "ok"
+    assert result["servers"] == {"127.0.0.1": "ok: 5 days left, warning: fewer than 14, renew it"}
+    assert live.failed({"hosts": [result]}) == []
+    assert live.table({"hosts": [result]}) == [
+        "hosts:", "  ok          TLS   smtp://mx1.cert.test:25 certificate  127.0.0.1: ok: 5 days left, warning: "
+                  "fewer than 14, renew it"]
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test", days_left=14)
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    assert live.table({"hosts": [result]}) == ["hosts:", "  ok          TLS   smtp://mx1.cert.test:25 certificate"]
+
+
+def test_an_mx_host_without_starttls_fails(smtp, tmp_path):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test")
+    smtp.context = None
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    assert result["status"] == "fail" and result["servers"] == {"127.0.0.1": "fail: no STARTTLS offered"}
+
+
+def test_an_mx_host_that_does_not_answer_is_named_unreachable_without_hanging(smtp, tmp_path):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test")
+    with socket.socket() as silent:  # accepts connections, never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        start = time.monotonic()
+        refused = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"],
+                                              days_left_from(smtp, ca_file, port=free_port()))
+        timed_out = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"],
+                                                days_left_from(smtp, ca_file, silent.getsockname()[1], timeout=0.3))
+        assert time.monotonic() - start < 3
+    assert refused["status"] == "unreachable" and "Connection refused" in refused["servers"]["127.0.0.1"]
+    assert timed_out["status"] == "unreachable" and "timed out" in timed_out["servers"]["127.0.0.1"]
+
+
+def test_an_mx_address_with_no_route_from_here_is_named_not_asked(smtp, tmp_path):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test")
+
+    def ipv4_only(address):
+        return ":" not in address
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1", "2001:db8::25"],
+                                         days_left_from(smtp, ca_file), ipv4_only)
+    assert result["status"] == "ok"
+    assert result["servers"] == {"127.0.0.1": "ok: 90 days left", "2001:db8::25": "not asked: no route from here"}
+    nothing = live.check_smtp_certificate("mx1.cert.test", ["2001:db8::25"], days_left_from(smtp, ca_file), ipv4_only)
+    assert nothing["status"] == "unreachable"
+    assert nothing["servers"] == {"2001:db8::25": "not asked: no route from here"}
+
+
+def test_the_certificate_of_every_address_of_every_mx_host_is_among_the_hosts_checks():
+    computed = site_records(DOMAINS, HOSTS, RINGS, 300)
+    asked = []
+
+    def days_left(mx_name, address):
+        asked.append((mx_name, address))
+        if address == "198.51.100.66":
+            raise ValueError("no STARTTLS offered")
+        return 60
+
+    report = live.site_report(computed, DOMAINS, RINGS, lambda name: [NS1], answers({NS1: served_zone(computed)}),
+                              None, ["mx1.d.test", "mx2.d.test"], days_left)
+    assert sorted(asked) == [("mx1.d.test", "192.0.2.66"), ("mx1.d.test", "192.0.2.67"),
+                             ("mx2.d.test", "198.51.100.66"), ("mx2.d.test", "2001:db8::66")]
+    certificates = {c["name"]: c for c in report["hosts"] if c["type"] == "TLS"}
+    assert certificates["smtp://mx1.d.test:25 certificate"]["status"] == "ok"
+    assert certificates["smtp://mx2.d.test:25 certificate"]["servers"] == {
+        "198.51.100.66": "fail: no STARTTLS offered", "2001:db8::66": "ok: 60 days left"}
+    assert live.failed(report) == [certificates["smtp://mx2.d.test:25 certificate"]]
+    # Without days_left, no certificate is asked for.
+    report = live.site_report(computed, DOMAINS, RINGS, lambda name: [NS1], answers({NS1: served_zone(computed)}),
+                              None, ["mx1.d.test", "mx2.d.test"])
+    assert not any(c["type"] == "TLS" for c in report["hosts"])
 
 
 # --- SPF as receivers evaluate it (the checks come from _spf_live.spf_checks)

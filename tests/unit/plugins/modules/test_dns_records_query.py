@@ -1,17 +1,27 @@
 """The dns_records module with state=query, as playbooks/dns_check.yml runs it: what it published to a real BIND
 (tests/unit/named_server.py) checks ok, each change made behind its back is named with its status and fails the
-check unless advisory, servers that do not answer or cannot be found are named. Only 127.0.0.1 is asked: the
-servers or resolvers are always given, and the policy hosts (whose addresses are not 127.0.0.1) never fetched."""
+check unless advisory, servers that do not answer or cannot be found are named; the MX hosts' SMTP certificates
+are verified. Only 127.0.0.1 is asked: the servers or resolvers are always given, the policy hosts (whose addresses
+are not 127.0.0.1) never fetched, and certificates asked only of an SMTP server on 127.0.0.1 (the other tests turn
+the check off)."""
 
 from __future__ import annotations
+
+import functools
+import json
 
 import ad_hoc
 import dns.query
 import dns.rcode
 import dns.update
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_live
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
+from ansible_collections.opendove.mailserver.plugins.modules import dns_records
 from named_server import SECRET, SECRETS, free_port
+from smtp_server import SmtpServer
 
 KEY = "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "A" * 348 + "IDAQAB"
 # mx1 has two addresses and mta-sts.query.test the three of both hosts: rrsets of several records of the site.
@@ -33,7 +43,7 @@ def run(arguments: dict) -> dict:
 
 
 def query(server: str, **extra) -> dict:
-    result = run(args(state="query", servers=[server], check_policies=False, **extra))
+    result = run(args(state="query", servers=[server], check_policies=False, check_certificates=False, **extra))
     assert "failed" not in result, result.get("msg")
     return result
 
@@ -110,7 +120,7 @@ def test_zones_whose_name_servers_cannot_be_found_are_named(named):
     # named (the resolver here) serves neither unserved.test nor 100.51.198.in-addr.arpa: nothing else is asked.
     hosts = [{"hostname": "mx1.unserved.test", "priority": 10, "addresses": ["198.51.100.80"]}]
     result = run(args(state="query", resolvers=[named], domains=[{"name": "unserved.test"}], mx_hosts=hosts,
-                      dkim_rings=[], check_policies=False))
+                      dkim_rings=[], check_policies=False, check_certificates=False))
     assert result["ok"] is False
     assert {status for key, status in statuses(result).items() if key[1] != "SPF"} == {"unreachable"}
     # SPF is asked of the resolver named, never of this machine's: it refuses unserved.test.
@@ -127,3 +137,42 @@ def test_a_bad_server_or_resolver_fails_before_any_is_asked():
     result = run(args(state="query", servers=[f"127.0.0.1#{free_port()}"], resolvers=["ns1.query.test"]))
     assert result.get("failed") is True
     assert result["msg"] == "DNS server 'ns1.query.test' must be an IP address, optionally followed by #port"
+
+
+def run_here(arguments: dict, capsys) -> dict:
+    """The module run in this process (ad_hoc runs it in another, as ansible does): only here can a test send
+    the certificate check to its SMTP server's port, port 25 needing root."""
+    with patch_module_args(arguments), pytest.raises(SystemExit):
+        dns_records.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    """An SMTP server on 127.0.0.1, where the certificate check of the module run here goes instead of port 25."""
+    server = SmtpServer()
+    monkeypatch.setattr(_dns_live, "smtp_certificate_days_left",
+                        functools.partial(_dns_live.smtp_certificate_days_left, port=server.port))
+    yield server
+    server.close()
+
+
+def test_the_mx_hosts_certificates_are_verified_and_a_wrong_one_fails_the_check(named, smtp, tmp_path, capsys):
+    def check(**extra) -> dict:
+        return run_here(args(state="query", servers=[named], mx_hosts=[dict(MX[0], addresses=["127.0.0.1"])],
+                             check_policies=False, **extra), capsys)
+
+    result = check(policy_ca_file=smtp.serve(tmp_path, "mx1.query.test"))
+    certificate = {"name": "smtp://mx1.query.test:25 certificate", "type": "TLS", "status": "ok", "advisory": False,
+                   "servers": {"127.0.0.1": "ok: 90 days left"}}
+    assert certificate in result["report"]["hosts"]
+    assert not any(" TLS: " in failed for failed in result["failed_checks"])
+
+    result = check(policy_ca_file=smtp.serve(tmp_path, "mx2.query.test"))
+    assert dict(certificate, status="fail", servers={
+        "127.0.0.1": "fail: certificate: Hostname mismatch, certificate is not valid for 'mx1.query.test'."}
+    ) in result["report"]["hosts"]
+    assert "smtp://mx1.query.test:25 certificate TLS: fail" in result["failed_checks"] and result["ok"] is False
+
+    result = check(check_certificates=False)
+    assert not any(c["type"] == "TLS" for c in result["report"]["hosts"])
