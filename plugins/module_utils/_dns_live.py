@@ -25,6 +25,7 @@ import ssl
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 try:
     import dns.exception
@@ -48,7 +49,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils._dns_publish i
     record_value,
 )
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import TLSA_PREFIX, fqdn, tlsa_value
 
 SEVERITY = ("unreachable", "fail", "missing", "different", "stale", "extra", "ok")
 TIMEOUT = 5.0
@@ -249,13 +250,20 @@ class _MxConnection(smtplib.SMTP):
         return socket.create_connection((self._address, port), timeout)
 
 
-def smtp_certificate_days_left(mx_name: str, address: str, ca_file: str | None = None, timeout: float = TIMEOUT,
-                               port: int = SMTP_PORT) -> int:
-    """The whole days left until the certificate address serves for mx_name after STARTTLS expires, once it is
-    verified as senders enforcing MTA-STS verify it (RFC 8461 4.2): valid for mx_name, in date, chaining to a CA
-    of ca_file (None: the system's). Raises ValueError when STARTTLS is not offered, ssl.SSLError when TLS or the
-    certificate fails (ssl.SSLCertVerificationError), other OSError (smtplib's errors included) when the host
-    cannot be spoken to. port: 25 but in tests."""
+class SmtpCertificate(NamedTuple):
+    """What an MX host's address serves after STARTTLS: the whole days left until its certificate expires, and
+    that certificate (DER), whose key DANE senders compare with the host's TLSA records."""
+    days_left: int
+    der: bytes
+
+
+def smtp_certificate(mx_name: str, address: str, ca_file: str | None = None, timeout: float = TIMEOUT,
+                     port: int = SMTP_PORT) -> SmtpCertificate:
+    """The certificate address serves for mx_name after STARTTLS, once it is verified as senders enforcing MTA-STS
+    verify it (RFC 8461 4.2): valid for mx_name, in date, chaining to a CA of ca_file (None: the system's). Raises
+    ValueError when STARTTLS is not offered, ssl.SSLError when TLS or the certificate fails
+    (ssl.SSLCertVerificationError), other OSError (smtplib's errors included) when the host cannot be spoken to.
+    port: 25 but in tests."""
     context = ssl.create_default_context(cafile=ca_file)
     with _MxConnection(mx_name, address, port, timeout) as smtp:
         smtp.ehlo()
@@ -263,17 +271,21 @@ def smtp_certificate_days_left(mx_name: str, address: str, ca_file: str | None =
             raise ValueError("no STARTTLS offered")
         smtp.starttls(context=context)
         expires = ssl.cert_time_to_seconds(smtp.sock.getpeercert()["notAfter"])
-    return int((expires - time.time()) // 86400)
+        der = smtp.sock.getpeercert(binary_form=True)
+    return SmtpCertificate(int((expires - time.time()) // 86400), der)
 
 
-def check_smtp_certificate(mx_name: str, addresses: Iterable[str], days_left: Callable[[str, str], int],
-                           reachable: Callable[[str], bool] = can_reach) -> dict:
-    """The certificate each address of an MX host serves after STARTTLS (days_left: smtp_certificate_days_left
-    of the name and an address): a certificate senders would refuse (another name, expired, an unknown CA) or no
-    STARTTLS fails; one expiring within EXPIRY_WARNING_DAYS is ok with a warning."""
+def check_smtp_certificate(mx_name: str, addresses: Iterable[str], certificate: Callable[[str, str], SmtpCertificate],
+                           tlsa_values: Iterable[str] = (), reachable: Callable[[str], bool] = can_reach) -> dict:
+    """The certificate each address of an MX host serves after STARTTLS (certificate: smtp_certificate of the name
+    and an address): a certificate senders would refuse (another name, expired, an unknown CA) or no STARTTLS
+    fails, and so does, with tlsa_values (the host's TLSA records, tlsa_value's form), a key none of them names;
+    one expiring within EXPIRY_WARNING_DAYS is ok with a warning."""
+    expected_keys = frozenset(tlsa_values)
+
     def status_of(address: str) -> str:
         try:
-            days = days_left(mx_name, address)
+            served = certificate(mx_name, address)
         except ssl.SSLCertVerificationError as exc:
             return f"fail: certificate: {exc.verify_message}"
         except ssl.SSLError as exc:
@@ -284,9 +296,12 @@ def check_smtp_certificate(mx_name: str, addresses: Iterable[str], days_left: Ca
             return f"unreachable: answered {exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
         except OSError as exc:
             return f"unreachable: {exc}"
-        if days < EXPIRY_WARNING_DAYS:
-            return f"ok: {days} days left, {WARNING} fewer than {EXPIRY_WARNING_DAYS}, renew it"
-        return f"ok: {days} days left"
+        # DANE senders (RFC 7672 2.2) refuse a key the host's TLSA records do not name; without any, no DANE.
+        if expected_keys and tlsa_value(ssl.DER_cert_to_PEM_cert(served.der)) not in expected_keys:
+            return f"fail: the key served matches no TLSA record of {TLSA_PREFIX}{mx_name} (DANE senders refuse it)"
+        if served.days_left < EXPIRY_WARNING_DAYS:
+            return f"ok: {served.days_left} days left, {WARNING} fewer than {EXPIRY_WARNING_DAYS}, renew it"
+        return f"ok: {served.days_left} days left"
 
     by_address, status = _ask_each_address(addresses, status_of, reachable)
     return {"name": f"smtp://{mx_name}:{SMTP_PORT} certificate", "type": "TLS", "status": status, "advisory": False,
@@ -305,11 +320,11 @@ def _rrsets(records: Iterable[Mapping]) -> list[dict]:
     return list(merged.values())
 
 
-def _addresses(records: Iterable[Mapping]) -> dict[str, list[str]]:
-    """{name: its addresses} of the A and AAAA records among records."""
+def _values_by_name(records: Iterable[Mapping], rdtypes: Iterable[str]) -> dict[str, list[str]]:
+    """{name: its values} of the records of rdtypes among records (("A", "AAAA"): each name's addresses)."""
     by_name: dict[str, list[str]] = {}
     for record in records:
-        if record["type"] in ("A", "AAAA"):
+        if record["type"] in rdtypes:
             by_name.setdefault(record["name"], []).extend(record["values"])
     return by_name
 
@@ -326,12 +341,12 @@ def _checked(record: Mapping, servers_for: Callable[[str], list[str]], ask: Call
 def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Iterable[Mapping],
                 servers_for: Callable[[str], list[str]], ask: Callable[[str, str, str], list],
                 fetch: Callable[[str, str], str] | None, policy_mx: Iterable[str],
-                certificate_days_left: Callable[[str, str], int] | None = None) -> dict[str, list[dict]]:
+                certificate: Callable[[str, str], SmtpCertificate] | None = None) -> dict[str, list[dict]]:
     """{domain or "hosts": [check]}: every record of _dns_records.site_records (computed), the retired DKIM
     selectors of every host's ring (dkim_keys query results) that are still served, with fetch, the MTA-STS
     policy every address of mta-sts.<domain> serves against the one the `_mta-sts` id was made of, and, with
-    certificate_days_left (smtp_certificate_days_left of a name and an address), the SMTP certificate every
-    address of each MX host serves."""
+    certificate (smtp_certificate of a name and an address), the SMTP certificate every address of each MX host
+    serves, its key against the host's TLSA records among computed when it has any."""
     dkim_rings, policy_mx = list(dkim_rings), list(policy_mx)
     report = {}
     for domain in domains:
@@ -349,14 +364,16 @@ def site_report(computed: Mapping, domains: Iterable[Mapping], dkim_rings: Itera
             if withdrawn:
                 checks.append(withdrawn)
         if fetch is not None and domain.get("mta_sts") is not None:
-            addresses = _addresses(records).get(fqdn(_mta_sts.policy_host(name)), [])
+            addresses = _values_by_name(records, ("A", "AAAA")).get(fqdn(_mta_sts.policy_host(name)), [])
             checks.append(check_policy(name, _mta_sts.policy_text(domain["mta_sts"], policy_mx), addresses, fetch))
         report[name] = checks
     report["hosts"] = [_checked(record, servers_for, ask) for record in _rrsets(computed["hosts"])]
-    if certificate_days_left is not None:
+    if certificate is not None:
         # The hosts' address records are the MX hosts' (site_records); the TLS name has no trailing dot.
-        report["hosts"] += [check_smtp_certificate(host.rstrip("."), addresses, certificate_days_left)
-                            for host, addresses in _addresses(computed["hosts"]).items()]
+        tlsa = _values_by_name(computed["hosts"], ("TLSA",))
+        report["hosts"] += [check_smtp_certificate(host.rstrip("."), addresses, certificate,
+                                                   tlsa.get(fqdn(TLSA_PREFIX + host), []))
+                            for host, addresses in _values_by_name(computed["hosts"], ("A", "AAAA")).items()]
     return report
 
 

@@ -202,7 +202,8 @@ options:
         certificate it serves verified as senders enforcing MTA-STS verify it (RFC 8461 4.2), for the MX host's
         name against O(policy_ca_file) (else this host's trusted CAs). No STARTTLS, or a certificate for another
         name, expired or from an unknown CA fails (V(fail)); the days a certificate has left are reported, under
-        14 with a warning (still V(ok)).
+        14 with a warning (still V(ok)). When the host has TLSA records, a key served that none of them names fails
+        too (V(fail)), as DANE senders (RFC 7672) refuse it.
       - SPF is evaluated as receivers do, with pyspf through O(resolvers) (else the O(servers) named, else this
         host's resolvers), every C(include:) and C(redirect=) followed; checks of type C(SPF) fail (V(fail)) when
         more than 10 DNS lookups are counted or a permanent error is found, and for each MX host address that
@@ -380,8 +381,7 @@ def query(module: AnsibleModule, computed: dict) -> None:
         (lambda domain, address: _dns_live.fetch_policy(domain, address, params["policy_ca_file"], params["timeout"]))
         if params["check_policies"] else None,
         _mta_sts.policy_mx(params["mta_sts_mx_hosts"], [host["hostname"] for host in params["mx_hosts"]]),
-        (lambda name, address: _dns_live.smtp_certificate_days_left(name, address, params["policy_ca_file"],
-                                                                    params["timeout"]))
+        (lambda name, address: _dns_live.smtp_certificate(name, address, params["policy_ca_file"], params["timeout"]))
         if params["check_certificates"] else None)
     # SPF as receivers evaluate it, includes followed: through the resolvers, else the servers named, else the
     # system's resolvers (read here, so that the choice is explicit).

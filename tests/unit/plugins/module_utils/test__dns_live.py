@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 import time
+from pathlib import Path
 
 import dns.exception
 import dns.query
@@ -27,7 +28,7 @@ from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_li
 from ansible_collections.opendove.mailserver.plugins.module_utils._spf_live import SpfLiveError
 from ansible_collections.opendove.mailserver.plugins.module_utils import _dns_publish as pub
 from ansible_collections.opendove.mailserver.plugins.module_utils import _mta_sts
-from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn, site_records
+from ansible_collections.opendove.mailserver.plugins.module_utils._dns_records import fqdn, site_records, tlsa_value
 from certificates import certificate
 from named_server import SECRET, free_port
 from smtp_server import SmtpServer
@@ -625,21 +626,21 @@ def smtp():
     server.close()
 
 
-def days_left_from(smtp, ca_file, port=None, timeout=2):
-    """check_smtp_certificate's days_left: smtp_certificate_days_left on smtp's port (or port) with ca_file."""
-    def days_left(mx_name, address):
-        return live.smtp_certificate_days_left(mx_name, address, ca_file, timeout, port or smtp.port)
-    return days_left
+def served_by(smtp, ca_file, port=None, timeout=2):
+    """check_smtp_certificate's certificate: smtp_certificate on smtp's port (or port) with ca_file."""
+    def served(mx_name, address):
+        return live.smtp_certificate(mx_name, address, ca_file, timeout, port or smtp.port)
+    return served
 
 
 def test_the_certificate_an_mx_host_serves_after_starttls_is_verified_for_its_name(smtp, tmp_path):
     ca_file = smtp.serve(tmp_path, "mx1.cert.test")
-    assert live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file)) == {
+    assert live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file)) == {
         "name": "smtp://mx1.cert.test:25 certificate", "type": "TLS", "status": "ok", "advisory": False,
         "servers": {"127.0.0.1": "ok: 90 days left"}}
     # A certificate of several names covers each of them.
     ca_file = smtp.serve(tmp_path, "mail.cert.test", extra_names=("mx1.cert.test",))
-    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file))
     assert result["status"] == "ok"
 
 
@@ -654,14 +655,14 @@ def test_a_certificate_senders_enforcing_mta_sts_would_refuse_fails(smtp, tmp_pa
     if not trusted:
         (tmp_path / "other-ca.pem").write_text(certificate("ca.cert.test"))
         ca_file = str(tmp_path / "other-ca.pem")
-    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file))
     assert result["status"] == "fail" and result["servers"] == {"127.0.0.1": said}
     assert live.failed({"hosts": [result]}) == [result]
 
 
 def test_a_certificate_near_its_end_is_ok_with_a_warning_the_table_shows(smtp, tmp_path):
     ca_file = smtp.serve(tmp_path, "mx1.cert.test", days_left=5)
-    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file))
     assert result["status"] == "ok"
     assert result["servers"] == {"127.0.0.1": "ok: 5 days left, warning: fewer than 14, renew it"}
     assert live.failed({"hosts": [result]}) == []
@@ -669,14 +670,14 @@ def test_a_certificate_near_its_end_is_ok_with_a_warning_the_table_shows(smtp, t
         "hosts:", "  ok          TLS   smtp://mx1.cert.test:25 certificate  127.0.0.1: ok: 5 days left, warning: "
                   "fewer than 14, renew it"]
     ca_file = smtp.serve(tmp_path, "mx1.cert.test", days_left=14)
-    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file))
     assert live.table({"hosts": [result]}) == ["hosts:", "  ok          TLS   smtp://mx1.cert.test:25 certificate"]
 
 
 def test_an_mx_host_without_starttls_fails(smtp, tmp_path):
     ca_file = smtp.serve(tmp_path, "mx1.cert.test")
     smtp.context = None
-    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], days_left_from(smtp, ca_file))
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file))
     assert result["status"] == "fail" and result["servers"] == {"127.0.0.1": "fail: no STARTTLS offered"}
 
 
@@ -687,9 +688,9 @@ def test_an_mx_host_that_does_not_answer_is_named_unreachable_without_hanging(sm
         silent.listen()
         start = time.monotonic()
         refused = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"],
-                                              days_left_from(smtp, ca_file, port=free_port()))
+                                              served_by(smtp, ca_file, port=free_port()))
         timed_out = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"],
-                                                days_left_from(smtp, ca_file, silent.getsockname()[1], timeout=0.3))
+                                                served_by(smtp, ca_file, silent.getsockname()[1], timeout=0.3))
         assert time.monotonic() - start < 3
     assert refused["status"] == "unreachable" and "Connection refused" in refused["servers"]["127.0.0.1"]
     assert timed_out["status"] == "unreachable" and "timed out" in timed_out["servers"]["127.0.0.1"]
@@ -701,10 +702,11 @@ def test_an_mx_address_with_no_route_from_here_is_named_not_asked(smtp, tmp_path
     def ipv4_only(address):
         return ":" not in address
     result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1", "2001:db8::25"],
-                                         days_left_from(smtp, ca_file), ipv4_only)
+                                         served_by(smtp, ca_file), reachable=ipv4_only)
     assert result["status"] == "ok"
     assert result["servers"] == {"127.0.0.1": "ok: 90 days left", "2001:db8::25": "not asked: no route from here"}
-    nothing = live.check_smtp_certificate("mx1.cert.test", ["2001:db8::25"], days_left_from(smtp, ca_file), ipv4_only)
+    nothing = live.check_smtp_certificate("mx1.cert.test", ["2001:db8::25"], served_by(smtp, ca_file),
+                                          reachable=ipv4_only)
     assert nothing["status"] == "unreachable"
     assert nothing["servers"] == {"2001:db8::25": "not asked: no route from here"}
 
@@ -713,14 +715,14 @@ def test_the_certificate_of_every_address_of_every_mx_host_is_among_the_hosts_ch
     computed = site_records(DOMAINS, HOSTS, RINGS, 300)
     asked = []
 
-    def days_left(mx_name, address):
+    def served(mx_name, address):
         asked.append((mx_name, address))
         if address == "198.51.100.66":
             raise ValueError("no STARTTLS offered")
-        return 60
+        return live.SmtpCertificate(60, b"")  # no TLSA records: the certificate itself is not looked at
 
     report = live.site_report(computed, DOMAINS, RINGS, lambda name: [NS1], answers({NS1: served_zone(computed)}),
-                              None, ["mx1.d.test", "mx2.d.test"], days_left)
+                              None, ["mx1.d.test", "mx2.d.test"], served)
     assert sorted(asked) == [("mx1.d.test", "192.0.2.66"), ("mx1.d.test", "192.0.2.67"),
                              ("mx2.d.test", "198.51.100.66"), ("mx2.d.test", "2001:db8::66")]
     certificates = {c["name"]: c for c in report["hosts"] if c["type"] == "TLS"}
@@ -728,10 +730,50 @@ def test_the_certificate_of_every_address_of_every_mx_host_is_among_the_hosts_ch
     assert certificates["smtp://mx2.d.test:25 certificate"]["servers"] == {
         "198.51.100.66": "fail: no STARTTLS offered", "2001:db8::66": "ok: 60 days left"}
     assert live.failed(report) == [certificates["smtp://mx2.d.test:25 certificate"]]
-    # Without days_left, no certificate is asked for.
+    # Without a certificate function, no certificate is asked for.
     report = live.site_report(computed, DOMAINS, RINGS, lambda name: [NS1], answers({NS1: served_zone(computed)}),
                               None, ["mx1.d.test", "mx2.d.test"])
     assert not any(c["type"] == "TLS" for c in report["hosts"])
+
+
+# During a key change the records name the current key and the next one; no TLSA records, no DANE comparison.
+@pytest.mark.parametrize("tlsa_keys", [["served"], ["next", "served"], []])
+def test_a_key_the_tlsa_records_of_the_mx_host_name_or_no_tlsa_records_is_ok(smtp, tmp_path, tlsa_keys):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test")
+    tlsa_of = {"served": tlsa_value(Path(ca_file).read_text()), "next": tlsa_value(certificate("mx1.cert.test"))}
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file),
+                                         [tlsa_of[key] for key in tlsa_keys])
+    assert result["status"] == "ok" and result["servers"] == {"127.0.0.1": "ok: 90 days left"}
+
+
+def test_a_key_no_tlsa_record_of_the_mx_host_names_fails_as_dane_senders_refuse_it(smtp, tmp_path):
+    ca_file = smtp.serve(tmp_path, "mx1.cert.test")
+    # A certificate MTA-STS senders accept, its key not the one the TLSA record names (a new key, records not updated).
+    result = live.check_smtp_certificate("mx1.cert.test", ["127.0.0.1"], served_by(smtp, ca_file),
+                                         [tlsa_value(certificate("mx1.cert.test"))])
+    assert result["status"] == "fail" and result["servers"] == {"127.0.0.1": "fail: the key served matches no TLSA "
+                                                                "record of _25._tcp.mx1.cert.test (DANE senders refuse it)"}
+    assert live.failed({"hosts": [result]}) == [result]
+
+
+def test_the_key_each_mx_host_serves_is_compared_with_its_own_tlsa_records_among_the_computed_ones():
+    mx1_pem, mx2_pem = certificate("mx1.d.test"), certificate("mx2.d.test")
+    hosts = [dict(HOSTS[0], certificates=[mx1_pem]), dict(HOSTS[1], certificates=[mx2_pem])]
+    computed = site_records(DOMAINS, hosts, RINGS, 300)
+
+    def served(mx_name, address):
+        # mx1 serves its key; mx2 serves mx1's key on its IPv4 address, its own on the other.
+        pem = mx2_pem if address == "2001:db8::66" else mx1_pem
+        return live.SmtpCertificate(60, ssl.PEM_cert_to_DER_cert(pem))
+
+    report = live.site_report(computed, DOMAINS, RINGS, lambda name: [NS1], answers({NS1: served_zone(computed)}),
+                              None, ["mx1.d.test", "mx2.d.test"], served)
+    certificates = {c["name"]: c for c in report["hosts"] if c["type"] == "TLS"}
+    assert certificates["smtp://mx1.d.test:25 certificate"]["status"] == "ok"
+    assert certificates["smtp://mx2.d.test:25 certificate"]["servers"] == {
+        "198.51.100.66": "fail: the key served matches no TLSA record of _25._tcp.mx2.d.test (DANE senders refuse it)",
+        "2001:db8::66": "ok: 60 days left"}
+    assert live.failed(report) == [certificates["smtp://mx2.d.test:25 certificate"]]
 
 
 # --- SPF as receivers evaluate it (the checks come from _spf_live.spf_checks)

@@ -151,8 +151,7 @@ def run_here(arguments: dict, capsys) -> dict:
 def smtp(monkeypatch):
     """An SMTP server on 127.0.0.1, where the certificate check of the module run here goes instead of port 25."""
     server = SmtpServer()
-    monkeypatch.setattr(_dns_live, "smtp_certificate_days_left",
-                        functools.partial(_dns_live.smtp_certificate_days_left, port=server.port))
+    monkeypatch.setattr(_dns_live, "smtp_certificate", functools.partial(_dns_live.smtp_certificate, port=server.port))
     yield server
     server.close()
 
