@@ -8,6 +8,7 @@ import email
 import imaplib
 import json
 import os
+import re
 import smtplib
 import ssl
 import subprocess
@@ -265,3 +266,13 @@ def run_playbook(playbook: str, *args: str, succeed: bool = True) -> str:
                             env=dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"))
     assert (result.returncode == 0) == succeed, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout + result.stderr
+
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def recap_of(output: str) -> dict[str, tuple[int, int, int]]:
+    """(changed, unreachable, failed) per host, from a playbook run's output."""
+    recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(output)}
+    assert recap, output[-2000:]
+    return recap

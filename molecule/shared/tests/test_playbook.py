@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
-from conftest import deliver_inbound, fetch, host_address, mail_hosts, new_message, run_playbook, submit
-
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
+from conftest import (deliver_inbound, fetch, host_address, mail_hosts, new_message, recap_of, run_playbook,
+                      submit)
 
 def run_site(*args: str, succeed: bool = True) -> tuple[dict[str, tuple[int, int, int]], str]:
     """Run playbooks/site.yml against the scenario's hosts: (changed, unreachable, failed) per host, and
     the output."""
     output = run_playbook("playbooks/site.yml", *args, succeed=succeed)
-    recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(output)}
-    assert recap, output[-2000:]
-    return recap, output
+    return recap_of(output), output
 
 
 def message_files(host) -> set[str]:
@@ -111,9 +106,7 @@ def test_a_spool_an_interrupted_first_start_left_unusable_is_repaired(tls, tmp_p
     playbook = tmp_path / "opensmtpd.yml"
     playbook.write_text(json.dumps([{"name": "OpenSMTPD", "hosts": "mail",
                                      "roles": [{"role": "opendove.mailserver.opensmtpd"}]}]))
-    output = run_playbook(str(playbook))
-    recap = {m[0]: tuple(int(n) for n in m[1:]) for m in RECAP.findall(output)}
-    assert recap, output[-2000:]
+    recap = recap_of(run_playbook(str(playbook)))
     assert all(changed > 0 and unreachable == failed == 0 for changed, unreachable, failed in recap.values()), recap
     variables = hosts[0].ansible.get_variables()
     for h in hosts:

@@ -28,6 +28,7 @@ from conftest import (
     mail_hosts,
     new_message,
     outside_message,
+    recap_of,
     run_playbook,
     submit,
     submit_from_outside,
@@ -36,7 +37,6 @@ from conftest import (
 
 pytestmark = pytest.mark.rotation
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 SCHEDULE = {"interval": "1h", "lead": 3, "grace": 6, "record_ttl": 1, "queue_lifetime": 5}
 SENDERS = {"one.test": "alice@one.test", "two.test": "bob@two.test"}
 KEY_DIR = "/var/lib/opendove/dkim"
@@ -65,7 +65,7 @@ def schedule_file(tmp_path_factory, site):
 def rotate(schedule_file: Path, *args: str) -> tuple[dict[str, int], str]:
     """One run of rotate_keys.yml on every mail host: changed tasks per host, and the output."""
     output = run_playbook("playbooks/rotate_keys.yml", "-e", f"@{schedule_file}", *args)
-    return {m[0]: int(m[1]) for m in RECAP.findall(output)}, output
+    return {host: counts[0] for host, counts in recap_of(output).items()}, output
 
 
 def publish(directory: Path) -> set[tuple[str, str]]:
