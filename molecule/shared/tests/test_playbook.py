@@ -13,6 +13,7 @@ import pytest
 from conftest import (deliver_inbound, fetch, host_address, mail_hosts, new_message, recap_of, run_playbook,
                       submit)
 
+
 def run_site(*args: str, succeed: bool = True) -> tuple[dict[str, tuple[int, int, int]], str]:
     """Run playbooks/site.yml against the scenario's hosts: (changed, unreachable, failed) per host, and
     the output."""
